@@ -1,0 +1,96 @@
+import type { TSchema } from '@sinclair/typebox';
+import {
+  GROUP,
+  KIND,
+  NodeMaintenanceSchema,
+  PLURAL,
+  PRINTER_COLUMNS,
+  SHORT_NAMES,
+  SINGULAR,
+  SpecSchema,
+  StatusSchema,
+  VERSION,
+} from './nodemaintenance.js';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/**
+ * Turns a TypeBox schema into a structural OpenAPI v3 schema as the API server wants it:
+ * JSON-only (TypeBox's symbol-keyed metadata and rule checks drop out), no `const`, and
+ * int-or-string unions in the one `anyOf` form the API server accepts.
+ */
+export function toStructural(schema: TSchema): Json {
+  const json = JSON.parse(JSON.stringify(schema)) as Json;
+  const walk = (node: Json): Json => {
+    if (Array.isArray(node)) return node.map(walk);
+    if (node === null || typeof node !== 'object') return node;
+    const out: { [key: string]: Json } = {};
+    for (const [k, v] of Object.entries(node)) {
+      if (k === '$id') continue;
+      out[k] = walk(v);
+    }
+    // Literal unions (TypeBox: anyOf of {const}) become a plain string enum.
+    const anyOf = out['anyOf'];
+    if (
+      Array.isArray(anyOf) &&
+      anyOf.every((b) => b !== null && typeof b === 'object' && !Array.isArray(b) && 'const' in b)
+    ) {
+      const values = anyOf.map((b) => (b as { const: Json }).const);
+      delete out['anyOf'];
+      return { type: 'string', ...out, enum: values };
+    }
+    if ('const' in out) {
+      const { const: value, ...rest } = out;
+      return { ...rest, enum: [value] };
+    }
+    return out;
+  };
+  return walk(json);
+}
+
+/** The CustomResourceDefinition of NodeMaintenance, written to deploy/crd.yaml by `npm run gen`. */
+export function nodeMaintenanceCRD(): Json {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: {
+      name: `${PLURAL}.${GROUP}`,
+      labels: { 'app.kubernetes.io/name': 'noma', 'app.kubernetes.io/part-of': 'noma' },
+    },
+    spec: {
+      group: GROUP,
+      scope: 'Namespaced',
+      names: {
+        kind: KIND,
+        listKind: `${KIND}List`,
+        plural: PLURAL,
+        singular: SINGULAR,
+        shortNames: [...SHORT_NAMES],
+        categories: ['noma'],
+      },
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: PRINTER_COLUMNS.map((c) => ({ ...c })),
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: NodeMaintenanceSchema.description ?? KIND,
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: toStructural(SpecSchema),
+                status: toStructural(StatusSchema),
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}

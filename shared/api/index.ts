@@ -1,0 +1,3 @@
+export * from './nodemaintenance.js';
+export * from './validate.js';
+export { nodeMaintenanceCRD } from './crd.js';
