@@ -19,14 +19,21 @@ describe('deploy/crd.yaml', () => {
 
   it('describes every property, so kubectl explain is useful', () => {
     const crd = parse(committed) as {
-      spec: { versions: { schema: { openAPIV3Schema: { properties: Record<string, unknown> } } }[] };
+      spec: {
+        versions: { schema: { openAPIV3Schema: { properties: Record<string, unknown> } } }[];
+      };
     };
     const root = crd.spec.versions[0]?.schema.openAPIV3Schema.properties;
     const missing: string[] = [];
     const walk = (node: unknown, path: string): void => {
       if (node === null || typeof node !== 'object') return;
-      const n = node as { description?: string; properties?: Record<string, unknown>; items?: unknown };
-      if (path !== '' && !path.endsWith('[]') && typeof n.description !== 'string') missing.push(path);
+      const n = node as {
+        description?: string;
+        properties?: Record<string, unknown>;
+        items?: unknown;
+      };
+      if (path !== '' && !path.endsWith('[]') && typeof n.description !== 'string')
+        missing.push(path);
       for (const [k, v] of Object.entries(n.properties ?? {})) walk(v, `${path}.${k}`);
       if (n.items !== undefined) walk(n.items, `${path}[]`);
     };

@@ -177,7 +177,6 @@ export const ACTION_BODIES = {
   Notify: 'notify',
   InteractiveShell: 'interactiveShell',
 } as const satisfies Partial<Record<ActionType, string>>;
-type BodyField = (typeof ACTION_BODIES)[keyof typeof ACTION_BODIES];
 
 const actionObject = Type.Object(
   {
@@ -213,13 +212,13 @@ const bodyRules = Object.entries(ACTION_BODIES).flatMap(([type, field]) => [
     rule: `self.type != '${type}' || has(self.${field})`,
     message: `${field} is required when type is ${type}`,
     fieldPath: `.${field}`,
-    check: (a: ActionShape) => a.type !== type || a[field as BodyField] !== undefined,
+    check: (a: ActionShape) => a.type !== type || a[field] !== undefined,
   },
   {
     rule: `!has(self.${field}) || self.type == '${type}'`,
     message: `${field} is only allowed when type is ${type}`,
     fieldPath: `.${field}`,
-    check: (a: ActionShape) => a[field as BodyField] === undefined || a.type === type,
+    check: (a: ActionShape) => a[field] === undefined || a.type === type,
   },
 ]);
 
@@ -284,7 +283,9 @@ export const ConditionSchema = Type.Object(
       description: 'True, False or Unknown.',
     }),
     reason: Type.Optional(Type.String({ maxLength: 1024, description: 'CamelCase reason.' })),
-    message: Type.Optional(Type.String({ maxLength: 32768, description: 'Human-readable detail.' })),
+    message: Type.Optional(
+      Type.String({ maxLength: 32768, description: 'Human-readable detail.' }),
+    ),
     lastTransitionTime: Type.Optional(Time('When the status last changed.')),
     observedGeneration: Type.Optional(
       Type.Integer({ minimum: 0, description: 'metadata.generation this condition is about.' }),
@@ -373,7 +374,9 @@ export const NodeStatusSchema = Type.Object(
     ),
     lastExitCode: Type.Optional(Type.Integer({ description: 'Exit code of the last step.' })),
     outputTail: Type.Optional(Type.String({ description: 'Last bytes of the last step output.' })),
-    message: Type.Optional(Type.String({ description: 'Human-readable detail, e.g. why it failed.' })),
+    message: Type.Optional(
+      Type.String({ description: 'Human-readable detail, e.g. why it failed.' }),
+    ),
     startedAt: Type.Optional(Time('When maintenance of this node started.')),
     completedAt: Type.Optional(Time('When maintenance of this node ended.')),
     lastTransitionTime: Type.Optional(Time('When phase last changed.')),

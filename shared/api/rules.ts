@@ -29,6 +29,6 @@ export function withRules<S extends TSchema, T>(schema: S, rules: readonly Rule<
   node['x-kubernetes-validations'] = rules.map(({ rule, message, fieldPath }) =>
     fieldPath === undefined ? { rule, message } : { rule, message, fieldPath },
   );
-  node[RuleChecks] = rules as readonly Rule<never>[];
+  node[RuleChecks] = rules;
   return schema;
 }

@@ -28,7 +28,7 @@ describe('NodeMaintenance validation', () => {
   });
 
   it('accepts Go durations and rejects signed or unit-less ones', () => {
-    const spec = (validMaintenance()['spec'] as Record<string, unknown>);
+    const spec = validMaintenance()['spec'] as Record<string, unknown>;
     for (const d of ['30m', '1h30m', '90s', '1.5h', '0', '250ms']) {
       expect(validateSpec({ ...spec, options: { drainTimeout: d } }).ok, d).toBe(true);
     }

@@ -49,7 +49,11 @@ interface KubeconfigFile {
 }
 
 /** GET a path on the API server with the admin identity; resolves to status and body. */
-export function apiGet(path: string, kubeconfig = KUBECONFIG): Promise<{ status: number; body: string }> {
+export function apiGet(
+  path: string,
+  headers: Record<string, string> = {},
+  kubeconfig = KUBECONFIG,
+): Promise<{ status: number; body: string }> {
   const kc = parse(readFileSync(kubeconfig, 'utf8')) as KubeconfigFile;
   const cluster = kc.clusters[0]?.cluster;
   const token = kc.users[0]?.user.token;
@@ -60,7 +64,7 @@ export function apiGet(path: string, kubeconfig = KUBECONFIG): Promise<{ status:
       url,
       {
         ca: Buffer.from(cluster['certificate-authority-data'], 'base64'),
-        headers: { Authorization: `Bearer ${token}` },
+        headers: { ...headers, Authorization: `Bearer ${token}` },
         timeout: 5000,
       },
       (res) => {
@@ -120,13 +124,13 @@ export async function up(timeoutMs = 180_000): Promise<UpResult> {
     stdio: ['ignore', log, log],
   });
   child.unref();
-  let exited: number | null = null;
-  child.on('exit', (code) => (exited = code ?? -1));
+  const state: { exitCode?: number } = {};
+  child.on('exit', (code) => (state.exitCode = code ?? -1));
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (exited !== null) {
+    if (state.exitCode !== undefined) {
       throw new Error(
-        `control plane exited with ${exited} while starting:\n${tail(LOG_FILE)}\n(logs in ${CLUSTER_DIR})`,
+        `control plane exited with ${state.exitCode} while starting:\n${tail(LOG_FILE)}\n(logs in ${CLUSTER_DIR})`,
       );
     }
     if (await isUp()) return { kubeconfig: KUBECONFIG, started: true };
