@@ -6,6 +6,8 @@ const [command] = process.argv.slice(2);
 if (command === '--version' || command === 'version') {
   console.log(VERSION);
 } else {
-  console.log(`noma ${VERSION}\n\nusage: noma <command>\n\ncommands:\n  version   print the version`);
+  console.log(
+    `noma ${VERSION}\n\nusage: noma <command>\n\ncommands:\n  version   print the version`,
+  );
   if (command !== undefined && command !== '--help' && command !== 'help') process.exitCode = 2;
 }
