@@ -13,6 +13,8 @@ import {
 } from './nodemaintenance.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type Obj = { [key: string]: Json };
+const isObject = (v: Json): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
  * Turns a TypeBox schema into a structural OpenAPI v3 schema as the API server wants it:
@@ -24,24 +26,30 @@ export function toStructural(schema: TSchema): Json {
   const walk = (node: Json): Json => {
     if (Array.isArray(node)) return node.map(walk);
     if (node === null || typeof node !== 'object') return node;
-    const out: { [key: string]: Json } = {};
-    for (const [k, v] of Object.entries(node)) {
-      if (k === '$id') continue;
-      out[k] = walk(v);
-    }
     // Literal unions (TypeBox: anyOf of {const}) become a plain string enum.
-    const anyOf = out['anyOf'];
-    if (
-      Array.isArray(anyOf) &&
-      anyOf.every((b) => b !== null && typeof b === 'object' && !Array.isArray(b) && 'const' in b)
-    ) {
-      const values = anyOf.map((b) => (b as { const: Json }).const);
-      delete out['anyOf'];
-      return { type: 'string', ...out, enum: values };
+    const { anyOf, ...rest } = node;
+    if (Array.isArray(anyOf) && anyOf.every((b) => isObject(b) && 'const' in b)) {
+      return {
+        type: 'string',
+        ...walkProps(rest),
+        enum: anyOf.map((b) => (b as Obj)['const'] ?? null),
+      };
     }
+    // int-or-string: the API server accepts only this exact anyOf; limits go in CEL rules.
+    if (rest['x-kubernetes-int-or-string'] === true) {
+      return { ...walkProps(rest), anyOf: [{ type: 'integer' }, { type: 'string' }] };
+    }
+    const out = walkProps(node);
     if ('const' in out) {
-      const { const: value, ...rest } = out;
-      return { ...rest, enum: [value] };
+      const { const: value, ...others } = out;
+      return { ...others, enum: [value ?? null] };
+    }
+    return out;
+  };
+  const walkProps = (node: Obj): Obj => {
+    const out: Obj = {};
+    for (const [k, v] of Object.entries(node)) {
+      if (k !== '$id') out[k] = walk(v);
     }
     return out;
   };

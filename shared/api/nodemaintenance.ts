@@ -83,12 +83,22 @@ export const OptionsSchema = Type.Object(
       }),
     ),
     maxUnavailable: Type.Optional(
-      Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: PERCENT_PATTERN })], {
-        description:
-          'How many of the selected nodes may be in maintenance at once: a count (e.g. 2) or a ' +
-          'percentage of the selected nodes (e.g. 25%). Default: all selected nodes.',
-        'x-kubernetes-int-or-string': true,
-      }),
+      withRules(
+        Type.Union([Type.Integer(), Type.String()], {
+          description:
+            'How many of the selected nodes may be in maintenance at once: a count (e.g. 2) or ' +
+            'a percentage of the selected nodes (e.g. 25%). Default: all selected nodes.',
+          'x-kubernetes-int-or-string': true,
+        }),
+        [
+          {
+            rule: `type(self) == int ? self >= 0 : self.matches('${PERCENT_PATTERN}')`,
+            message: 'maxUnavailable must be a count >= 0 or a percentage such as 25%',
+            check: (v: number | string) =>
+              typeof v === 'number' ? v >= 0 : new RegExp(PERCENT_PATTERN).test(v),
+          },
+        ],
+      ),
     ),
     taints: Type.Optional(
       Type.Array(TaintSchema, {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -30,11 +31,29 @@ import (
 var kwokStages []byte
 
 // controllers is the subset of kube-controller-manager that noma's behaviour depends on:
-// PDB status for the Eviction API, owner-reference cleanup, namespace deletion, the workloads
-// that own drained pods, and ServiceAccounts + root CA for the agent's projected token.
-var controllers = "disruption-controller,garbage-collector-controller,namespace-controller," +
-	"replicaset-controller,deployment-controller,daemonset-controller,statefulset-controller," +
-	"job-controller,serviceaccount-controller,root-ca-cert-publisher-controller"
+// PDB status for the Eviction API, NoExecute taints evicting pods, owner-reference and orphan
+// pod cleanup (a deleted Node's pods), namespace deletion, the workloads that own drained pods,
+// ServiceAccounts + root CA for the agent's projected token, aggregated RBAC roles, and
+// ValidatingAdmissionPolicy type checking.
+var controllers = strings.Join([]string{
+	"disruption-controller",
+	// Removes the not-ready taint that admission puts on every new Node once it is Ready (and
+	// taints it again if KWOK stops renewing its Lease), so the scheduler places pods there.
+	"node-lifecycle-controller",
+	"taint-eviction-controller",
+	"garbage-collector-controller",
+	"pod-garbage-collector-controller",
+	"namespace-controller",
+	"replicaset-controller",
+	"deployment-controller",
+	"daemonset-controller",
+	"statefulset-controller",
+	"job-controller",
+	"serviceaccount-controller",
+	"root-ca-certificate-publisher-controller",
+	"clusterrole-aggregation-controller",
+	"validatingadmissionpolicy-status-controller",
+}, ",")
 
 func componentFlags(name string, args []string) (dir string, port int, err error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -184,6 +203,9 @@ func runKwok(args []string) error {
 		"--node-lease-duration-seconds=40",
 		"--server-address=",
 	}
+	// The Kubernetes packages linked into this binary register their own --version on the
+	// global flag set, which cobra would merge into KWOK's command and clash with its own.
+	pflag.CommandLine = pflag.NewFlagSet("kwok", pflag.ExitOnError)
 	flagset := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	flagset.ParseErrorsAllowlist.UnknownFlags = true
 	flagset.Usage = func() {}

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiGet } from '../cluster/cluster.js';
 import { invalidCases, invalidMaintenance, validMaintenance } from '../fixtures/nodemaintenance.js';
 import { installCRD } from '../support/crd.js';
-import { adminKubeConfig, createNamespace } from '../support/kube.js';
+import { adminKubeConfig, createNamespace, waitFor } from '../support/kube.js';
 import { GROUP, PLURAL, VERSION, validateNodeMaintenance } from '../../shared/api/index.js';
 
 let kc: KubeConfig;
@@ -48,7 +48,11 @@ describe('NodeMaintenance CRD on the API server', () => {
   });
 
   it('publishes field descriptions (kubectl explain noma.spec.options)', async () => {
-    const { body } = await apiGet(`/openapi/v3/apis/${GROUP}/${VERSION}`);
+    // The API server publishes a new CRD's OpenAPI asynchronously.
+    const body = await waitFor('OpenAPI v3 of the CRD', async () => {
+      const res = await apiGet(`/openapi/v3/apis/${GROUP}/${VERSION}`);
+      return res.status === 200 && res.body.includes('linearTicket') ? res.body : undefined;
+    });
     expect(body).toContain('After drainTimeout, delete the pods that are still on the node');
     expect(body).toContain('Ticket that authorizes this maintenance');
   });

@@ -3,18 +3,20 @@ import { readFileSync } from 'node:fs';
 import {
   ApiextensionsV1Api,
   KubernetesObjectApi,
+  loadYaml,
   type KubeConfig,
-  type KubernetesObject,
+  type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
-import { parse } from 'yaml';
 import { waitFor } from './kube.js';
 
 export const CRD_PATH = new URL('../../deploy/crd.yaml', import.meta.url);
 
 export async function installCRD(kc: KubeConfig): Promise<void> {
-  const crd = parse(readFileSync(CRD_PATH, 'utf8')) as KubernetesObject & {
-    metadata: { name: string };
-  };
+  // loadYaml, not a plain parse: client-node serializes by its model classes and would
+  // silently drop keys it does not know in plain JSON form (x-kubernetes-validations).
+  const crd = loadYaml<V1CustomResourceDefinition & { metadata: { name: string } }>(
+    readFileSync(CRD_PATH, 'utf8'),
+  );
   const objects = KubernetesObjectApi.makeApiClient(kc);
   await objects.patch(
     crd,
