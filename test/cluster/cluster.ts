@@ -18,8 +18,11 @@ export const CLUSTER_DIR = process.env['NOMA_CLUSTER_DIR'] ?? join(ROOT, '.clust
 export const KUBECONFIG = join(CLUSTER_DIR, 'kubeconfig');
 export const K8S_VERSION = 'v1.36.3';
 
-const PID_FILE = join(CLUSTER_DIR, 'supervisor.pid');
-const LOG_FILE = join(CLUSTER_DIR, 'supervisor.log');
+const files = (dir: string) => ({
+  pid: join(dir, 'supervisor.pid'),
+  log: join(dir, 'supervisor.log'),
+  kubeconfig: join(dir, 'kubeconfig'),
+});
 
 /** Compiles the control plane. Go's build cache makes a second call cheap. */
 export async function build(): Promise<void> {
@@ -82,9 +85,11 @@ export function apiGet(
   });
 }
 
-function supervisorPid(): number | undefined {
-  if (!existsSync(PID_FILE)) return undefined;
-  const pid = Number(readFileSync(PID_FILE, 'utf8').trim());
+/** PID of the running supervisor of the control plane in `dir`, if any. */
+export function supervisorPid(dir = CLUSTER_DIR): number | undefined {
+  const { pid: pidFile } = files(dir);
+  if (!existsSync(pidFile)) return undefined;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     process.kill(pid, 0);
@@ -94,11 +99,12 @@ function supervisorPid(): number | undefined {
   }
 }
 
-/** True when a control plane started from CLUSTER_DIR is running and ready. */
-export async function isUp(): Promise<boolean> {
-  if (supervisorPid() === undefined || !existsSync(KUBECONFIG)) return false;
+/** True when a control plane started from `dir` is running and ready. */
+export async function isUp(dir = CLUSTER_DIR): Promise<boolean> {
+  const { kubeconfig } = files(dir);
+  if (supervisorPid(dir) === undefined || !existsSync(kubeconfig)) return false;
   try {
-    const { status, body } = await apiGet('/readyz');
+    const { status, body } = await apiGet('/readyz', {}, kubeconfig);
     return status === 200 && body === 'ok';
   } catch {
     return false;
@@ -112,14 +118,15 @@ export interface UpResult {
 }
 
 /** Starts the control plane in the background (or reuses a running one) and waits until ready. */
-export async function up(timeoutMs = 180_000): Promise<UpResult> {
-  if (await isUp()) return { kubeconfig: KUBECONFIG, started: false };
-  await down();
+export async function up(dir = CLUSTER_DIR, timeoutMs = 180_000): Promise<UpResult> {
+  const { kubeconfig, log: logFile } = files(dir);
+  if (await isUp(dir)) return { kubeconfig, started: false };
+  await down(dir);
   if (!existsSync(BINARY)) await build();
-  mkdirSync(CLUSTER_DIR, { recursive: true, mode: 0o700 });
-  const log = openSync(LOG_FILE, 'w');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const log = openSync(logFile, 'w');
   // Own session and process group: it outlives this process, and down() signals the group.
-  const child = spawn(BINARY, ['up', '--dir', CLUSTER_DIR], {
+  const child = spawn(BINARY, ['up', '--dir', dir], {
     detached: true,
     stdio: ['ignore', log, log],
   });
@@ -130,14 +137,14 @@ export async function up(timeoutMs = 180_000): Promise<UpResult> {
   while (Date.now() < deadline) {
     if (state.exitCode !== undefined) {
       throw new Error(
-        `control plane exited with ${state.exitCode} while starting:\n${tail(LOG_FILE)}\n(logs in ${CLUSTER_DIR})`,
+        `control plane exited with ${state.exitCode} while starting:\n${tail(logFile)}\n(logs in ${dir})`,
       );
     }
-    if (await isUp()) return { kubeconfig: KUBECONFIG, started: true };
+    if (await isUp(dir)) return { kubeconfig, started: true };
     await sleep(250);
   }
-  await down();
-  throw new Error(`control plane not ready after ${timeoutMs} ms:\n${tail(LOG_FILE)}`);
+  await down(dir);
+  throw new Error(`control plane not ready after ${timeoutMs} ms:\n${tail(logFile)}`);
 }
 
 function tail(file: string, lines = 30): string {
@@ -158,8 +165,8 @@ function alive(pid: number): boolean {
 }
 
 /** Stops the control plane and every process it started. Safe to call when none runs. */
-export async function down(): Promise<boolean> {
-  const pid = supervisorPid();
+export async function down(dir = CLUSTER_DIR): Promise<boolean> {
+  const pid = supervisorPid(dir);
   if (pid !== undefined) {
     const signalGroup = (sig: NodeJS.Signals) => {
       try {
@@ -174,7 +181,7 @@ export async function down(): Promise<boolean> {
     // Children die with the supervisor (Pdeathsig); this is for anything that hangs.
     signalGroup('SIGKILL');
   }
-  rmSync(PID_FILE, { force: true });
-  rmSync(KUBECONFIG, { force: true });
+  rmSync(files(dir).pid, { force: true });
+  rmSync(files(dir).kubeconfig, { force: true });
   return pid !== undefined;
 }
