@@ -1,8 +1,139 @@
 #!/usr/bin/env node
-// noma agent: one per node (DaemonSet). Discovers GPUs, keeps the Node's labels, runs
-// node-local maintenance actions for the coordinator.
+// noma agent: one per node (DaemonSet). Discovers GPUs, keeps the Node's labels, serves health
+// endpoints; later also runs node-local maintenance actions for the coordinator.
 import { createLogger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
+import { Agent } from './agent.js';
+import { helpText, parseConfig, type AgentConfig } from './config.js';
+import { detectGpus } from './discovery/detect-gpus.js';
+import { readHostFacts } from './discovery/host.js';
+import { createMetrics } from './health/metrics.js';
+import { buildHealthServer } from './health/server.js';
+import { inClusterAccess, kubeconfigAccess, type KubeAccess } from './kube/access.js';
+import { KubeClient } from './kube/client.js';
+import { loadRules } from './labels/load-rules.js';
+import { NodeLabeler } from './labels/node-labeler.js';
+import { prepareStateDir, readOwnedLabels, writeOwnedLabels } from './state.js';
 
-const log = createLogger('noma-agent');
-log.info({ version: VERSION }, 'noma agent starting');
+function kubeAccess(config: AgentConfig): Promise<KubeAccess> {
+  return config.kubeconfig === undefined ? inClusterAccess() : kubeconfigAccess(config.kubeconfig);
+}
+
+async function main(): Promise<number> {
+  const parsed = parseConfig(process.argv.slice(2), process.env);
+  if (parsed.kind === 'help') {
+    console.log(helpText());
+    return 0;
+  }
+  if (parsed.kind === 'version') {
+    console.log(VERSION);
+    return 0;
+  }
+  if (parsed.kind === 'error') {
+    console.error(`noma-agent: invalid configuration:\n${parsed.message}\n\nSee --help.`);
+    return 2;
+  }
+  const { config } = parsed;
+  const log = createLogger('noma-agent', config.logLevel).child({ node: config.nodeName });
+  log.info({ version: VERSION, config }, 'noma agent starting');
+
+  const rules = await loadRules(config.rulesFile);
+  if (!rules.ok) {
+    log.fatal({ file: config.rulesFile, errors: rules.errors }, 'label rules rejected');
+    console.error(
+      `noma-agent: label rules ${config.rulesFile ?? ''} rejected:\n  ${rules.errors.join('\n  ')}`,
+    );
+    return 2;
+  }
+  try {
+    await prepareStateDir(config.stateDir);
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'state dir unusable');
+    console.error(`noma-agent: --state-dir ${config.stateDir}: ${(err as Error).message}`);
+    return 2;
+  }
+  let kube: KubeClient;
+  try {
+    kube = new KubeClient(await kubeAccess(config));
+  } catch (err) {
+    console.error(`noma-agent: cannot load Kubernetes config: ${(err as Error).message}`);
+    return 2;
+  }
+
+  const metrics = createMetrics();
+  const labeler = new NodeLabeler({
+    api: kube,
+    nodeName: config.nodeName,
+    log: log.child({ component: 'labels' }),
+    metrics,
+    ownedAtStart: await readOwnedLabels(config.stateDir, config.nodeName),
+    onApplied: (owned) => {
+      writeOwnedLabels(config.stateDir, config.nodeName, owned).catch((err: unknown) => {
+        log.warn({ err: (err as Error).message }, 'could not write the state dir');
+      });
+    },
+  });
+  const { rulesFile } = config;
+  const agent = new Agent({
+    nodeName: config.nodeName,
+    log: log.child({ component: 'discovery' }),
+    metrics,
+    labeler,
+    rules: rules.rules,
+    intervalMs: config.discoveryIntervalMs,
+    detect: () => detectGpus({ path: config.nvidiaSmi, timeoutMs: config.nvidiaSmiTimeoutMs }),
+    hostFacts: readHostFacts,
+    ...(rulesFile === undefined ? {} : { reloadRules: () => loadRules(rulesFile) }),
+  });
+  const server = buildHealthServer({
+    log: log.child({ component: 'health' }),
+    readiness: () => agent.readiness(),
+    status: () => agent.status(),
+    registry: metrics.registry,
+  });
+
+  // Handlers first: SIGHUP's default action would kill an agent still starting.
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading rules and re-running discovery');
+    void agent.reload();
+  });
+  const stopped = new Promise<number>((resolve) => {
+    const shutdown = (signal: string): void => {
+      log.info({ signal }, 'shutting down; labels stay in place');
+      // A hung API call must not keep a terminating pod around until SIGKILL.
+      setTimeout(() => {
+        log.error('graceful shutdown took over 10 s; exiting');
+        resolve(1);
+      }, 10_000).unref();
+      void Promise.all([server.close(), agent.stop()]).then(
+        () => {
+          kube.close();
+          resolve(0);
+        },
+        (err: unknown) => {
+          log.error({ err: (err as Error).message }, 'unclean shutdown');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', shutdown);
+    process.once('SIGINT', shutdown);
+  });
+
+  agent.start();
+  try {
+    const address = await server.listen({ host: config.healthHost, port: config.healthPort });
+    log.info({ address }, 'health server listening');
+  } catch (err) {
+    console.error(`noma-agent: health server: ${(err as Error).message}`);
+    await agent.stop();
+    return 1;
+  }
+  return stopped;
+}
+
+const code = await main();
+process.exitCode = code;
+// Anything still open after shutdown (a socket in the middle of closing) carries nothing we
+// need: give it a moment, then go.
+setTimeout(() => process.exit(code), 2_000).unref();

@@ -1,7 +1,117 @@
 #!/usr/bin/env node
 // noma coordinator: watches NodeMaintenance resources and takes nodes through maintenance.
+import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
+import { noAgentLink } from './actions/dispatcher.js';
+import { webhookNotifier } from './actions/notify.js';
+import { ConfigError, HELP, parseConfig, type CoordinatorConfig } from './config.js';
+import { Controller } from './controller/controller.js';
+import { drainNode } from './drain/drain.js';
+import { kubeEventRecorder } from './events.js';
+import { buildHealthServer } from '../shared/health-server.js';
+import { LeaderElector } from './leader.js';
+import { createMetrics } from './metrics.js';
+import { kubeNodeOps } from './nodes/node-ops.js';
 
-const log = createLogger('noma-coordinator');
-log.info({ version: VERSION }, 'noma coordinator starting');
+/** The coordinator's own pods are never evicted by its drains. */
+const COORDINATOR_LABEL = ['app.kubernetes.io/component', 'coordinator'] as const;
+
+async function main(config: CoordinatorConfig): Promise<void> {
+  const log = createLogger('noma-coordinator', config.logLevel as 'info');
+  const kc = new KubeConfig();
+  if (config.kubeconfig === undefined) kc.loadFromCluster();
+  else kc.loadFromFile(config.kubeconfig);
+
+  const running: { controller?: Controller } = {};
+  const metrics = createMetrics(() => running.controller);
+  const elector = new LeaderElector({
+    kc,
+    log: log.child({ component: 'leader' }),
+    namespace: config.namespace,
+    name: config.leaseName,
+    identity: config.identity,
+    leaseDurationMs: config.leaseDurationMs,
+    renewDeadlineMs: Math.floor((config.leaseDurationMs * 2) / 3),
+    retryPeriodMs: Math.max(250, Math.floor(config.leaseDurationMs / 5)),
+  });
+  const health = buildHealthServer({
+    log: log.child({ component: 'http' }),
+    registry: metrics.registry,
+    readiness: () => {
+      const leader = elector.isLeader;
+      // A standby is ready (it serves /metrics and takes over when needed); a leader is ready
+      // once its informer has listed.
+      const informerFresh = running.controller?.fresh(5 * 60_000) ?? false;
+      return {
+        ready: !leader || informerFresh,
+        role: leader ? 'leader' : 'standby',
+        informerFresh,
+      };
+    },
+  });
+  await health.listen({ port: config.httpPort, host: '0.0.0.0' });
+  const port = (health.server.address() as AddressInfo).port;
+  log.info({ version: VERSION, httpPort: port, identity: config.identity }, 'coordinator started');
+
+  let stopping = false;
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down');
+    await running.controller?.stop();
+    await elector.release();
+    await health.close();
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void shutdown(0));
+  process.on('SIGINT', () => void shutdown(0));
+
+  await elector.run(() => void shutdown(1));
+  const drainLog = log.child({ component: 'drain' });
+  const notifier = webhookNotifier({ url: config.notifyWebhookUrl });
+  const controller = new Controller({
+    kc,
+    log: log.child({ component: 'controller' }),
+    nodes: kubeNodeOps(kc),
+    drain: (node, opts, onProgress, signal) =>
+      drainNode({ kc, log: drainLog }, node, opts, onProgress, signal),
+    dispatcher: noAgentLink,
+    notifier: {
+      send: async (msg, signal) => {
+        const outcome = await notifier.send(msg, signal);
+        if (!outcome.delivered) metrics.notifyFailures.inc();
+        return outcome;
+      },
+    },
+    events: kubeEventRecorder(kc, log.child({ component: 'events' })),
+    globalLimit: config.maxNodesInMaintenance,
+    maxSelectedNodes: config.maxSelectedNodes,
+    statusIntervalMs: config.statusIntervalMs,
+    watchNamespace: config.watchNamespace,
+    skipPod: (pod: V1Pod) =>
+      pod.metadata?.namespace === config.namespace &&
+      pod.metadata.labels?.[COORDINATOR_LABEL[0]] === COORDINATOR_LABEL[1],
+  });
+  running.controller = controller;
+  await controller.start();
+  log.info('watching NodeMaintenances');
+}
+
+let config: CoordinatorConfig | 'help';
+try {
+  config = parseConfig(process.argv.slice(2), process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`noma coordinator: ${err.message}\n\n${HELP}`);
+  process.exit(2);
+}
+if (config === 'help') {
+  console.log(HELP);
+} else {
+  main(config).catch((err: unknown) => {
+    console.error('noma coordinator failed:', err);
+    process.exit(1);
+  });
+}

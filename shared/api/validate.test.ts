@@ -58,6 +58,19 @@ describe('NodeMaintenance validation', () => {
     );
   });
 
+  it('accepts a status as the API server returns it, with RFC 3339 times', () => {
+    const obj = validMaintenance();
+    obj['status'] = {
+      phase: 'Running',
+      startedAt: '2026-11-21T06:15:14Z',
+      conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: '2026-11-21T06:15:14Z' }],
+      nodes: [{ name: 'gpu-01', phase: 'Draining', startedAt: '2026-11-21T06:15:14.123Z' }],
+    };
+    expect(validateNodeMaintenance(obj).ok).toBe(true);
+    (obj['status'] as Record<string, unknown>)['startedAt'] = 'yesterday';
+    expect(validateNodeMaintenance(obj).ok).toBe(false);
+  });
+
   it('rejects non-objects without throwing', () => {
     for (const v of [null, 42, 'noma', [], { spec: null }]) {
       expect(validateNodeMaintenance(v).ok).toBe(false);

@@ -1,7 +1,13 @@
-import type { Static, TSchema } from '@sinclair/typebox';
+import { FormatRegistry, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { RuleChecks, type WithRules } from './rules.js';
 import { NodeMaintenanceSchema, SpecSchema, type NodeMaintenance } from './nodemaintenance.js';
+
+// TypeBox checks formats only once they are registered; the API server's date-time is RFC 3339.
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+if (!FormatRegistry.Has('date-time')) {
+  FormatRegistry.Set('date-time', (v) => RFC3339.test(v) && !Number.isNaN(Date.parse(v)));
+}
 
 export interface FieldError {
   /** Dotted path in the object, as the API server writes it: `spec.actions[0].script`. */

@@ -1,0 +1,95 @@
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Node,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { UsageError } from '../errors.js';
+import { nodeFacts, podsByNode, type NodeFacts } from './node-facts.js';
+
+/** Where the kubeconfig comes from: `--kubeconfig`, else $KUBECONFIG or ~/.kube/config. */
+export interface KubeTarget {
+  readonly kubeconfig?: string | undefined;
+  readonly context?: string | undefined;
+}
+
+export function loadKubeConfig(target: KubeTarget): KubeConfig {
+  const kc = new KubeConfig();
+  if (target.kubeconfig !== undefined) kc.loadFromFile(target.kubeconfig);
+  else kc.loadFromDefault();
+  if (target.context !== undefined) {
+    if (kc.getContextObject(target.context) === null) {
+      const known = kc.getContexts().map((c) => c.name);
+      throw new UsageError(
+        '--context',
+        `no context "${target.context}" in the kubeconfig (known: ${known.join(', ') || 'none'})`,
+      );
+    }
+    kc.setCurrentContext(target.context);
+  }
+  return kc;
+}
+
+/** The namespace of the current context, as kubectl uses it when -n is not given. */
+export function contextNamespace(kc: KubeConfig): string {
+  return kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+}
+
+export async function listNodes(kc: KubeConfig, labelSelector?: string): Promise<V1Node[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const list = await core.listNode(labelSelector === undefined ? {} : { labelSelector });
+  return list.items;
+}
+
+/** Pods bound to a node that have not finished: the ones that hold GPUs. */
+export async function listBoundPods(kc: KubeConfig): Promise<V1Pod[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const list = await core.listPodForAllNamespaces({
+    fieldSelector: 'spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed',
+  });
+  return list.items;
+}
+
+/** Sets (value) or removes (null) one label on a node with a merge patch. */
+export async function setNodeLabel(
+  kc: KubeConfig,
+  node: string,
+  key: string,
+  value: string | null,
+): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  await core.patchNode(
+    { name: node, body: { metadata: { labels: { [key]: value } } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+}
+
+export function customObjects(kc: KubeConfig): CustomObjectsApi {
+  return kc.makeApiClient(CustomObjectsApi);
+}
+
+/** A short description of a failed API call: status code and the server's message. */
+export function apiErrorText(err: unknown): string {
+  const e = err as { code?: unknown; body?: unknown; message?: unknown };
+  if (typeof e.code === 'number') {
+    let detail = typeof e.body === 'string' ? e.body : '';
+    try {
+      const parsed = JSON.parse(detail) as { message?: unknown };
+      if (typeof parsed.message === 'string') detail = parsed.message;
+    } catch {
+      // not JSON: keep the raw body
+    }
+    return `HTTP ${e.code}${detail === '' ? '' : `: ${detail}`}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Nodes (optionally those matching a selector) with what the pods on them hold. */
+export async function fetchNodeFacts(kc: KubeConfig, labelSelector?: string): Promise<NodeFacts[]> {
+  const [nodes, pods] = await Promise.all([listNodes(kc, labelSelector), listBoundPods(kc)]);
+  const byNode = podsByNode(pods);
+  return nodes.map((n) => nodeFacts(n, byNode.get(n.metadata?.name ?? '') ?? []));
+}

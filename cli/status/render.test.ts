@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeMaintenance } from '../../shared/api/index.js';
+import { age, renderStatus } from './render.js';
+
+const now = new Date('2026-08-01T12:00:00Z');
+
+const running: NodeMaintenance = {
+  apiVersion: 'noma.dev/v1alpha1',
+  kind: 'NodeMaintenance',
+  metadata: {
+    name: 'driver-upgrade',
+    namespace: 'gpu-ops',
+    creationTimestamp: '2026-08-01T11:35:00Z',
+  },
+  spec: {
+    operationName: 'driver-upgrade',
+    linearTicket: 'ENG-1234',
+    nodeSelector: 'kubernetes.io/hostname in (gpu-01,gpu-02,gpu-03,gpu-04)',
+    actions: [
+      { type: 'Script', name: 'upgrade.sh', script: { script: 'true' } },
+      { type: 'Reboot' },
+      { type: 'Complete' },
+    ],
+  },
+  status: {
+    phase: 'Running',
+    progress: '1/4',
+    observedNodes: ['gpu-01', 'gpu-02', 'gpu-03', 'gpu-04'],
+    conditions: [
+      { type: 'Degraded', status: 'True', reason: 'NodeFailed', message: 'gpu-03 failed' },
+    ],
+    nodes: [
+      { name: 'gpu-01', phase: 'Succeeded', lastExitCode: 0 },
+      {
+        name: 'gpu-02',
+        phase: 'Draining',
+        drain: {
+          total: 5,
+          evicted: 3,
+          pending: 2,
+          blockedBy: {
+            kind: 'PodDisruptionBudget',
+            namespace: 'infer',
+            name: 'llm-pdb',
+            message: 'would violate the budget',
+          },
+        },
+      },
+      {
+        name: 'gpu-03',
+        phase: 'Failed',
+        currentActionIndex: 0,
+        currentActionType: 'Script',
+        lastExitCode: 3,
+        message: 'script exited with 3:\napt: unable to locate package',
+      },
+    ],
+  },
+};
+
+describe('renderStatus', () => {
+  it('shows a maintenance in progress node by node', () => {
+    expect(renderStatus([running], now)).toBe(
+      [
+        'gpu-ops/driver-upgrade   Running   nodes 1/4   ticket ENG-1234   age 25m',
+        '  selector: kubernetes.io/hostname in (gpu-01,gpu-02,gpu-03,gpu-04)',
+        '  steps:    upgrade.sh → Reboot → Complete',
+        '  Degraded=True NodeFailed: gpu-03 failed',
+        '  NODE     PHASE       ACTION       DRAIN          BLOCKED BY                          EXIT   MESSAGE',
+        '  gpu-01   Succeeded   -            -              -                                   0      -',
+        '  gpu-02   Draining    -            3/5 (2 left)   PodDisruptionBudget infer/llm-pdb   -      would violate the budget',
+        '  gpu-03   Failed      1/3 Script   -              -                                   3      script exited with 3: apt: unable to locate package',
+        '  gpu-04   Pending     -            -              -                                   -      -',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('says when the coordinator has not picked a maintenance up', () => {
+    const fresh = { ...running };
+    delete fresh.status;
+    expect(renderStatus([fresh], now)).toContain('not started: no status yet');
+  });
+
+  it('sorts several maintenances and says when there are none', () => {
+    const other = { ...running, metadata: { ...running.metadata, namespace: 'a-team' } };
+    const text = renderStatus([running, other], now);
+    expect(text.indexOf('a-team/')).toBeLessThan(text.indexOf('gpu-ops/'));
+    expect(renderStatus([], now)).toBe('no NodeMaintenances\n');
+  });
+});
+
+describe('age', () => {
+  it.each([
+    ['2026-08-01T11:59:30Z', '30s'],
+    ['2026-08-01T11:00:00Z', '1h'],
+    ['2026-08-01T09:55:00Z', '2h5m'],
+    ['2026-07-28T12:00:00Z', '4d'],
+  ])('%s → %s', (since, want) => {
+    expect(age(since, now)).toBe(want);
+  });
+});

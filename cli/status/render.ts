@@ -1,0 +1,98 @@
+import type { NodeMaintenance, NodeStatus } from '../../shared/api/index.js';
+import { renderTable } from '../table.js';
+
+/** `3m`, `2h5m`, `4d`: how long ago, like kubectl's AGE column. */
+export function age(since: string | undefined, now: Date): string {
+  if (since === undefined) return '-';
+  const sec = Math.max(0, Math.floor((now.getTime() - Date.parse(since)) / 1000));
+  if (Number.isNaN(sec)) return '-';
+  if (sec < 120) return `${sec}s`;
+  const min = Math.floor(sec / 60);
+  if (min < 60) return `${min}m`;
+  const h = Math.floor(min / 60);
+  if (h < 48) return min % 60 === 0 ? `${h}h` : `${h}h${min % 60}m`;
+  return `${Math.floor(h / 24)}d`;
+}
+
+function truncate(text: string, max: number): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length <= max ? line : `${line.slice(0, max - 1)}…`;
+}
+
+function actionCell(n: NodeStatus, total: number): string {
+  if (n.currentActionIndex === undefined) return '-';
+  const type = n.currentActionType ?? '?';
+  return `${n.currentActionIndex + 1}/${total} ${type}`;
+}
+
+function drainCell(n: NodeStatus): string {
+  if (n.drain === undefined) return '-';
+  const { evicted, total, pending } = n.drain;
+  return pending > 0 ? `${evicted}/${total} (${pending} left)` : `${evicted}/${total}`;
+}
+
+function blockedCell(n: NodeStatus): string {
+  const b = n.drain?.blockedBy;
+  if (b === undefined) return '-';
+  return `${b.kind} ${b.namespace === undefined ? '' : `${b.namespace}/`}${b.name}`;
+}
+
+function nodeRows(m: NodeMaintenance): string[][] {
+  const total = m.spec.actions.length;
+  const reported = m.status?.nodes ?? [];
+  const seen = new Set(reported.map((n) => n.name));
+  // Nodes the coordinator selected but has not reported on yet are waiting their turn.
+  const waiting = (m.status?.observedNodes ?? []).filter((name) => !seen.has(name));
+  return [
+    ...reported.map((n) => [
+      n.name,
+      n.phase,
+      actionCell(n, total),
+      drainCell(n),
+      blockedCell(n),
+      n.lastExitCode === undefined ? '-' : String(n.lastExitCode),
+      truncate(n.message ?? n.drain?.blockedBy?.message ?? '', 60) || '-',
+    ]),
+    ...waiting.map((name) => [name, 'Pending', '-', '-', '-', '-', '-']),
+  ];
+}
+
+/** One maintenance: a summary line, its selector and steps, and a row per node. */
+export function renderMaintenance(m: NodeMaintenance, now: Date): string {
+  const s = m.status;
+  const ns = m.metadata.namespace ?? 'default';
+  const steps =
+    m.spec.actions.map((a) => a.name ?? a.type).join(' → ') || '(cordon and drain only)';
+  const lines = [
+    `${ns}/${m.metadata.name ?? ''}   ${s?.phase ?? 'Pending'}   nodes ${s?.progress ?? '-'}   ticket ${m.spec.linearTicket}   age ${age(m.metadata.creationTimestamp, now)}`,
+    `  selector: ${m.spec.nodeSelector}`,
+    `  steps:    ${steps}`,
+  ];
+  for (const c of s?.conditions ?? []) {
+    const reason = c.reason === undefined ? '' : ` ${c.reason}`;
+    const message = c.message === undefined ? '' : `: ${truncate(c.message, 100)}`;
+    lines.push(`  ${c.type}=${c.status}${reason}${message}`);
+  }
+  const rows = nodeRows(m);
+  let text = lines.join('\n') + '\n';
+  if (s === undefined) {
+    text += '  not started: no status yet (is the coordinator running?)\n';
+  } else if (rows.length > 0) {
+    const table = renderTable(
+      ['NODE', 'PHASE', 'ACTION', 'DRAIN', 'BLOCKED BY', 'EXIT', 'MESSAGE'],
+      rows,
+    );
+    text += table.replace(/^/gm, '  ').replace(/ +$/gm, '');
+  }
+  return text;
+}
+
+/** Maintenances sorted by namespace and name, separated by blank lines. */
+export function renderStatus(items: readonly NodeMaintenance[], now: Date): string {
+  if (items.length === 0) return 'no NodeMaintenances\n';
+  const key = (m: NodeMaintenance) => `${m.metadata.namespace ?? ''}/${m.metadata.name ?? ''}`;
+  return [...items]
+    .sort((a, b) => (key(a) < key(b) ? -1 : 1))
+    .map((m) => renderMaintenance(m, now))
+    .join('\n');
+}

@@ -1,0 +1,136 @@
+// The coordinator's one configuration object, parsed once from flags and environment.
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../shared/duration.js';
+
+export interface CoordinatorConfig {
+  readonly kubeconfig: string | undefined;
+  readonly namespace: string;
+  readonly watchNamespace: string | undefined;
+  readonly httpPort: number;
+  readonly agentPort: number;
+  readonly maxNodesInMaintenance: number;
+  readonly maxSelectedNodes: number;
+  readonly notifyWebhookUrl: string | undefined;
+  readonly leaseName: string;
+  readonly leaseDurationMs: number;
+  readonly identity: string;
+  readonly statusIntervalMs: number;
+  readonly logLevel: string;
+}
+
+export const HELP = `noma coordinator: carries out NodeMaintenance resources.
+
+usage: node dist/coordinator/main.js [flags]
+
+  --kubeconfig <file>               kubeconfig to use (default: in-cluster config)
+  --namespace <ns>                  namespace of the leader-election Lease
+                                    (default: $POD_NAMESPACE, else noma-system)
+  --watch-namespace <ns>            act only on NodeMaintenances in this namespace (default: all)
+  --http-port <n>                   health and metrics: /healthz /readyz /metrics (default 8080;
+                                    0 picks a free port and logs it)
+  --agent-port <n>                  agent link (WebSocket) port (default 8443)
+  --max-nodes-in-maintenance <n>    cap on nodes in maintenance across all NodeMaintenances
+                                    (default 10)
+  --max-selected-nodes <n>          refuse a NodeMaintenance whose selector matches more nodes
+                                    (default 50)
+  --notify-webhook-url <url>        Slack-compatible webhook for Notify actions
+                                    (default: $NOMA_NOTIFY_WEBHOOK_URL; none: Notify only records
+                                    an Event)
+  --lease-name <name>               leader-election Lease name (default noma-coordinator)
+  --lease-duration <duration>       lease duration, Go syntax (default 15s)
+  --identity <id>                   leader-election identity (default: $POD_NAME, else
+                                    <hostname>-<pid>)
+  --status-interval <duration>      how often progress (drain counters) is written (default 1s)
+  --log-level <level>               trace|debug|info|warn|error (default info, or $NOMA_LOG_LEVEL)
+  -h, --help                        this text
+`;
+
+export class ConfigError extends Error {}
+
+function int(name: string, text: string | undefined, def: number, min: number): number {
+  if (text === undefined) return def;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) {
+    throw new ConfigError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(text)}`);
+  }
+  return n;
+}
+
+function duration(name: string, text: string | undefined, defMs: number): number {
+  if (text === undefined) return defMs;
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0) {
+    throw new ConfigError(
+      `--${name} must be a positive duration such as 15s, got ${JSON.stringify(text)}`,
+    );
+  }
+  return ms;
+}
+
+export function parseConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): CoordinatorConfig | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        kubeconfig: { type: 'string' },
+        namespace: { type: 'string' },
+        'watch-namespace': { type: 'string' },
+        'http-port': { type: 'string' },
+        'agent-port': { type: 'string' },
+        'max-nodes-in-maintenance': { type: 'string' },
+        'max-selected-nodes': { type: 'string' },
+        'notify-webhook-url': { type: 'string' },
+        'lease-name': { type: 'string' },
+        'lease-duration': { type: 'string' },
+        identity: { type: 'string' },
+        'status-interval': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new ConfigError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help === true) return 'help';
+  const webhook = values['notify-webhook-url'] ?? env['NOMA_NOTIFY_WEBHOOK_URL'];
+  if (webhook !== undefined) {
+    try {
+      new URL(webhook);
+    } catch {
+      throw new ConfigError(`--notify-webhook-url is not a URL: ${JSON.stringify(webhook)}`);
+    }
+  }
+  const logLevel = values['log-level'] ?? env['NOMA_LOG_LEVEL'] ?? 'info';
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) {
+    throw new ConfigError(
+      `--log-level must be one of trace|debug|info|warn|error, got ${logLevel}`,
+    );
+  }
+  return {
+    kubeconfig: values.kubeconfig,
+    namespace: values.namespace ?? env['POD_NAMESPACE'] ?? 'noma-system',
+    watchNamespace: values['watch-namespace'],
+    httpPort: int('http-port', values['http-port'], 8080, 0),
+    agentPort: int('agent-port', values['agent-port'], 8443, 0),
+    maxNodesInMaintenance: int(
+      'max-nodes-in-maintenance',
+      values['max-nodes-in-maintenance'],
+      10,
+      1,
+    ),
+    maxSelectedNodes: int('max-selected-nodes', values['max-selected-nodes'], 50, 1),
+    notifyWebhookUrl: webhook,
+    leaseName: values['lease-name'] ?? 'noma-coordinator',
+    leaseDurationMs: duration('lease-duration', values['lease-duration'], 15_000),
+    identity: values.identity ?? env['POD_NAME'] ?? `${hostname()}-${process.pid}`,
+    statusIntervalMs: duration('status-interval', values['status-interval'], 1_000),
+    logLevel,
+  };
+}

@@ -1,0 +1,298 @@
+// Watches NodeMaintenances in all namespaces and keeps one MaintenanceRun per object. Work per
+// object is serialized inside its run; the informer only tells runs about new versions.
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  makeInformer,
+  PatchStrategy,
+  setHeaderOptions,
+  type Informer,
+  type KubeConfig,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import { EventEmitter, once } from 'node:events';
+import {
+  GROUP,
+  PLURAL,
+  StatusSchema,
+  VERSION,
+  formatErrors,
+  validate,
+  validateNodeMaintenance,
+  type NodeMaintenance,
+} from '../../shared/api/index.js';
+import type { Logger } from '../../shared/log.js';
+import { FINALIZER } from '../../shared/maintenance-keys.js';
+import type { ActionDispatcher } from '../actions/dispatcher.js';
+import type { Notifier } from '../actions/notify.js';
+import type { EventRecorder } from '../events.js';
+import type { NodeOps } from '../nodes/node-ops.js';
+import type { DrainFn } from './ports.js';
+import { MaintenanceRun, type Fleet } from './run.js';
+import { createStatusStore, kubeStatusWriter, type StatusWriter } from './status-store.js';
+
+export interface ControllerOptions {
+  readonly kc: KubeConfig;
+  readonly log: Logger;
+  readonly nodes: NodeOps;
+  readonly drain: DrainFn;
+  readonly dispatcher: ActionDispatcher;
+  readonly notifier: Notifier;
+  readonly events: EventRecorder;
+  readonly globalLimit: number;
+  readonly maxSelectedNodes: number;
+  readonly statusIntervalMs?: number;
+  readonly agentRetryMs?: number;
+  readonly resyncMs?: number;
+  readonly skipPod?: MaintenanceRunSkip;
+  readonly statusWriter?: (cr: NodeMaintenance) => StatusWriter;
+  /** Watch only this namespace (default: all). */
+  readonly watchNamespace?: string | undefined;
+}
+type MaintenanceRunSkip = Parameters<DrainFn>[1]['skipPod'];
+
+export class Controller {
+  private readonly runs = new Map<string, MaintenanceRun>();
+  private readonly finalizing = new Set<string>();
+  private readonly queues = new Map<string, Promise<void>>();
+  private readonly bus = new EventEmitter();
+  private informer: Informer<KubernetesObject> | undefined;
+  private resync: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private lastSync = 0;
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  readonly fleet: Fleet;
+
+  constructor(private readonly opts: ControllerOptions) {
+    this.custom = opts.kc.makeApiClient(CustomObjectsApi);
+    this.core = opts.kc.makeApiClient(CoreV1Api);
+    this.bus.setMaxListeners(0);
+    const runs = this.runs;
+    const bus = this.bus;
+    this.fleet = {
+      activeElsewhere(self, node) {
+        for (const run of runs.values()) {
+          if (run !== self && run.activeNodes().includes(node)) return run.key;
+        }
+        return undefined;
+      },
+      activeCount() {
+        let n = 0;
+        for (const run of runs.values()) n += run.activeNodes().length;
+        return n;
+      },
+      async changed(ms, signal) {
+        await Promise.race([
+          once(bus, 'changed', { signal }).catch(() => undefined),
+          new Promise((r) => setTimeout(r, ms).unref()),
+        ]);
+      },
+      notifyChanged() {
+        bus.emit('changed');
+      },
+    };
+  }
+
+  /** True when the informer has listed recently (for /readyz). */
+  fresh(maxAgeMs: number): boolean {
+    return Date.now() - this.lastSync < maxAgeMs;
+  }
+
+  runsSnapshot(): MaintenanceRun[] {
+    return [...this.runs.values()];
+  }
+
+  async start(): Promise<void> {
+    const ns = this.opts.watchNamespace;
+    const path =
+      ns === undefined
+        ? `/apis/${GROUP}/${VERSION}/${PLURAL}`
+        : `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`;
+    const list = async () => {
+      const res = (await (ns === undefined
+        ? this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
+        : this.custom.listNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+            namespace: ns,
+          }))) as { items: KubernetesObject[]; metadata: { resourceVersion?: string } };
+      this.lastSync = Date.now();
+      return { ...res, kind: 'NodeMaintenanceList', apiVersion: `${GROUP}/${VERSION}` } as never;
+    };
+    const informer = makeInformer(this.opts.kc, path, list);
+    this.informer = informer;
+    const onObject = (obj: KubernetesObject) => {
+      this.lastSync = Date.now();
+      this.reconcileLogged(obj);
+    };
+    informer.on('add', onObject);
+    informer.on('update', onObject);
+    informer.on('error', (err: unknown) => {
+      if (this.stopped) return;
+      // Watch dropped or 410 Gone: list again and go on watching.
+      this.opts.log.warn({ err }, 'NodeMaintenance watch failed; restarting');
+      setTimeout(() => {
+        if (!this.stopped) void informer.start().catch(() => undefined);
+      }, 1_000).unref();
+    });
+    await informer.start();
+    // Level-based: every object is looked at again periodically, even without an event.
+    this.resync = setInterval(() => {
+      for (const obj of informer.list()) this.reconcileLogged(obj);
+    }, this.opts.resyncMs ?? 60_000);
+    this.resync.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.resync) clearInterval(this.resync);
+    await this.informer?.stop();
+    await Promise.all([...this.runs.values()].map((r) => r.stop()));
+  }
+
+  /** Reconciles of one object run one after the other, never interleaved at an await. */
+  private reconcileLogged(obj: KubernetesObject): void {
+    const key = obj.metadata?.uid ?? `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+    const previous = this.queues.get(key) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.reconcile(obj))
+      .catch((err: unknown) => {
+        // A conflict means a newer version is on its way; the informer brings it back here.
+        const level = (err as { code?: number }).code === 409 ? 'debug' : 'error';
+        this.opts.log[level](
+          { err, maintenance: obj.metadata?.name },
+          'reconcile failed; will retry',
+        );
+      });
+    this.queues.set(key, next);
+    void next.then(() => {
+      if (this.queues.get(key) === next) this.queues.delete(key);
+    });
+  }
+
+  private async reconcile(obj: KubernetesObject): Promise<void> {
+    if (this.stopped) return;
+    const parsed = validateNodeMaintenance(obj);
+    const key = `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+    if (!parsed.ok) {
+      // The CRD rejects such objects; one can only come from an older CRD. Say so, touch nothing.
+      this.opts.log.error(
+        { maintenance: key, errors: parsed.errors },
+        'invalid NodeMaintenance ignored',
+      );
+      return;
+    }
+    const cr = parsed.value;
+    const existing = this.runs.get(cr.metadata.uid ?? key);
+    if (cr.metadata.deletionTimestamp !== undefined) {
+      // A run that never started in this process (deleted across a restart) restores from status.
+      const run = existing ?? this.createRun(cr);
+      if (run !== undefined) await this.finalize(cr, run);
+      return;
+    }
+    if (existing !== undefined) {
+      existing.update(cr);
+      return;
+    }
+    if (!(cr.metadata.finalizers ?? []).includes(FINALIZER)) {
+      // Before the first side effect, so a deletion always goes through finalize().
+      await this.patchFinalizers(cr, (f) => (f.includes(FINALIZER) ? f : [...f, FINALIZER]));
+    }
+    const run = this.createRun(cr);
+    void run?.start().then(() => {
+      this.fleet.notifyChanged();
+    });
+  }
+
+  private createRun(cr: NodeMaintenance): MaintenanceRun | undefined {
+    const key = `${cr.metadata.namespace ?? ''}/${cr.metadata.name ?? ''}`;
+    const log = this.opts.log.child({ maintenance: key });
+    const status = validate(StatusSchema, cr.status ?? {}, 'status');
+    if (!status.ok) {
+      log.error(`status unreadable, not acting: ${formatErrors(status.errors)}`);
+      return undefined;
+    }
+    let latest = cr;
+    const store = createStatusStore({
+      initial: status.value,
+      cr: () => latest,
+      write: (this.opts.statusWriter ?? ((c) => kubeStatusWriter(this.opts.kc, c)))(cr),
+      log,
+      now: () => new Date(),
+      intervalMs: this.opts.statusIntervalMs ?? 1_000,
+    });
+    const run = new MaintenanceRun(cr, {
+      log: this.opts.log,
+      nodes: this.opts.nodes,
+      listNodes: async (selector) => (await this.core.listNode({ labelSelector: selector })).items,
+      drain: this.opts.drain,
+      dispatcher: this.opts.dispatcher,
+      notifier: this.opts.notifier,
+      events: this.opts.events,
+      fleet: this.fleet,
+      store,
+      now: () => new Date(),
+      globalLimit: this.opts.globalLimit,
+      maxSelectedNodes: this.opts.maxSelectedNodes,
+      agentRetryMs: this.opts.agentRetryMs ?? 5_000,
+      ...(this.opts.skipPod ? { skipPod: this.opts.skipPod } : {}),
+      onUpdate: (next) => {
+        latest = next;
+      },
+    });
+    this.runs.set(cr.metadata.uid ?? key, run);
+    return run;
+  }
+
+  private async finalize(cr: NodeMaintenance, run: MaintenanceRun): Promise<void> {
+    const uid = cr.metadata.uid ?? '';
+    if (!(cr.metadata.finalizers ?? []).includes(FINALIZER) || this.finalizing.has(uid)) return;
+    this.finalizing.add(uid);
+    try {
+      await run.cancel();
+      await this.patchFinalizers(cr, (f) => f.filter((x) => x !== FINALIZER));
+      this.runs.delete(uid);
+      this.fleet.notifyChanged();
+    } catch (err) {
+      this.opts.log.error({ err, maintenance: cr.metadata.name }, 'finalizing failed; will retry');
+    } finally {
+      this.finalizing.delete(uid);
+    }
+  }
+
+  /** Read-modify-write of metadata.finalizers on the latest version, redone on conflict. */
+  private async patchFinalizers(
+    cr: NodeMaintenance,
+    change: (finalizers: string[]) => string[],
+  ): Promise<void> {
+    const ref = {
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: cr.metadata.namespace ?? '',
+      name: cr.metadata.name ?? '',
+    };
+    for (let attempt = 0; ; attempt++) {
+      const latest = (await this.custom.getNamespacedCustomObject(ref)) as NodeMaintenance;
+      const current = latest.metadata.finalizers ?? [];
+      const next = change(current);
+      if (next.length === current.length && next.every((f, i) => f === current[i])) return;
+      try {
+        await this.custom.patchNamespacedCustomObject(
+          {
+            ...ref,
+            body: {
+              metadata: { finalizers: next, resourceVersion: latest.metadata.resourceVersion },
+            },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+        return;
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409 || attempt >= 5) throw err;
+      }
+    }
+  }
+}

@@ -1,0 +1,582 @@
+// One NodeMaintenance being carried out: selection, then one task per node walking the state
+// machine of model.ts. Every transition is committed to status before the next side effect, so
+// a coordinator killed at any instant resumes from status and never repeats a finished step.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1Node } from '@kubernetes/client-node';
+import type { NodeMaintenance, NodeMaintenanceStatus, NodeStatus } from '../../shared/api/index.js';
+import { parseDuration } from '../../shared/duration.js';
+import type { Logger } from '../../shared/log.js';
+import { MAINTENANCE_TAINT, maintenanceLabelValue } from '../../shared/maintenance-keys.js';
+import { actionId, NODE_LOCAL_ACTIONS, type ActionDispatcher } from '../actions/dispatcher.js';
+import type { Notifier } from '../actions/notify.js';
+import type { EventRecorder, EventTarget } from '../events.js';
+import type { NodeOps } from '../nodes/node-ops.js';
+import type { TaintSpec } from '../nodes/taints.js';
+import {
+  admission,
+  isActive,
+  isTerminal,
+  maxUnavailable,
+  nextStep,
+  setCondition,
+  transition,
+} from './model.js';
+import type { DrainFn, DrainProgress } from './ports.js';
+import type { StatusStore } from './status-store.js';
+
+const DEFAULT_DRAIN_TIMEOUT_MS = 30 * 60_000;
+const CONTROL_PLANE_LABELS = [
+  'node-role.kubernetes.io/control-plane',
+  'node-role.kubernetes.io/master',
+];
+
+export interface Fleet {
+  /** Nodes active in maintenances other than `self`, and how many are active in all. */
+  activeElsewhere(self: MaintenanceRun, node: string): string | undefined;
+  activeCount(): number;
+  /** Resolves when capacity may have freed up (a node finished somewhere), or after `ms`. */
+  changed(ms: number, signal: AbortSignal): Promise<void>;
+  notifyChanged(): void;
+}
+
+export interface RunDeps {
+  readonly log: Logger;
+  readonly nodes: NodeOps;
+  readonly listNodes: (selector: string) => Promise<V1Node[]>;
+  readonly drain: DrainFn;
+  readonly dispatcher: ActionDispatcher;
+  readonly notifier: Notifier;
+  readonly events: EventRecorder;
+  readonly fleet: Fleet;
+  readonly store: StatusStore;
+  readonly now: () => Date;
+  readonly globalLimit: number;
+  readonly maxSelectedNodes: number;
+  readonly agentRetryMs: number;
+  readonly skipPod?: DrainFnSkip;
+  /** Told about every new version of the object (the status store reads spec from it). */
+  readonly onUpdate?: (cr: NodeMaintenance) => void;
+}
+type DrainFnSkip = Parameters<DrainFn>[1]['skipPod'];
+
+export class MaintenanceRun {
+  readonly key: string;
+  private readonly abort = new AbortController();
+  private readonly reserved = new Set<string>();
+  private readonly log: Logger;
+  private done: Promise<void> | undefined;
+  private blockedBy = new Map<string, string>();
+
+  constructor(
+    private cr: NodeMaintenance,
+    private readonly deps: RunDeps,
+  ) {
+    this.key = `${cr.metadata.namespace ?? ''}/${cr.metadata.name ?? ''}`;
+    this.log = deps.log.child({ maintenance: this.key });
+  }
+
+  get uid(): string {
+    return this.cr.metadata.uid ?? '';
+  }
+
+  get status(): NodeMaintenanceStatus {
+    return this.deps.store.current;
+  }
+
+  /** Nodes that count against the limits: active in status, or reserved a moment ago. */
+  activeNodes(): string[] {
+    const active = (this.status.nodes ?? []).filter(isActive).map((n) => n.name);
+    return [...new Set([...active, ...this.reserved])];
+  }
+
+  private target(): EventTarget {
+    return {
+      apiVersion: this.cr.apiVersion,
+      kind: this.cr.kind,
+      name: this.cr.metadata.name ?? '',
+      namespace: this.cr.metadata.namespace,
+      uid: this.cr.metadata.uid,
+    };
+  }
+
+  private event(type: 'Normal' | 'Warning', reason: string, message: string, node?: string) {
+    this.deps.events.record(this.target(), type, reason, node ? `${node}: ${message}` : message);
+    if (node !== undefined) {
+      this.deps.events.record(
+        { apiVersion: 'v1', kind: 'Node', name: node, uid: undefined },
+        type,
+        reason,
+        `${this.key}: ${message}`,
+      );
+    }
+  }
+
+  /** The latest object from the informer; spec edits apply from the next step on. */
+  update(cr: NodeMaintenance): void {
+    this.cr = cr;
+    this.deps.onUpdate?.(cr);
+  }
+
+  start(): Promise<void> {
+    this.done ??= this.execute().catch((err: unknown) => {
+      if (!this.abort.signal.aborted) this.log.error({ err }, 'maintenance run crashed');
+    });
+    return this.done;
+  }
+
+  /** Stops in-flight work (drains, agent actions) and waits for the node tasks to settle. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.done;
+  }
+
+  private node(name: string): NodeStatus {
+    const n = this.status.nodes?.find((x) => x.name === name);
+    if (n === undefined) throw new Error(`node ${name} is not in status`);
+    return n;
+  }
+
+  private async setNode(name: string, next: NodeStatus, progressOnly = false): Promise<void> {
+    const mutate = (s: NodeMaintenanceStatus): NodeMaintenanceStatus => ({
+      ...s,
+      nodes: (s.nodes ?? []).map((n) => (n.name === name ? next : n)),
+      ...(next.currentActionType === undefined ? {} : { lastAction: next.currentActionType }),
+    });
+    if (progressOnly) this.deps.store.coalesce(mutate);
+    else await this.deps.store.commit(mutate);
+  }
+
+  private ourTaints(): TaintSpec[] {
+    return [MAINTENANCE_TAINT, ...(this.cr.spec.options?.taints ?? [])];
+  }
+
+  private async execute(): Promise<void> {
+    if (this.status.observedNodes === undefined) {
+      if (this.status.phase === 'Failed') return;
+      const ok = await this.select();
+      if (!ok) return;
+    }
+    const names = (this.status.nodes ?? []).map((n) => n.name);
+    await Promise.all(names.map((n) => this.runNode(n)));
+    await this.deps.store.flush();
+    if (this.status.phase === 'Completed' || this.status.phase === 'Failed') {
+      this.event(
+        this.status.phase === 'Completed' ? 'Normal' : 'Warning',
+        this.status.phase,
+        `maintenance ${this.status.phase.toLowerCase()}: ${this.status.progress ?? ''}`,
+      );
+    }
+  }
+
+  /** Resolves the selector once and freezes the result; refusals fail the maintenance. */
+  private async select(): Promise<boolean> {
+    const spec = this.cr.spec;
+    const now = this.deps.now();
+    const fail = async (reason: string, message: string) => {
+      await this.deps.store.commit((s) => ({
+        ...s,
+        phase: 'Failed',
+        completedAt: now.toISOString(),
+        conditions: setCondition(
+          s.conditions,
+          { type: 'Ready', status: 'False', reason, message },
+          now,
+        ),
+      }));
+      this.event('Warning', reason, message);
+      return false;
+    };
+    let nodes: V1Node[];
+    try {
+      nodes = await this.deps.listNodes(spec.nodeSelector);
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (code === 400) {
+        return fail(
+          'InvalidSelector',
+          `nodeSelector ${JSON.stringify(spec.nodeSelector)} is invalid`,
+        );
+      }
+      throw err;
+    }
+    const names = nodes
+      .map((n) => n.metadata?.name ?? '')
+      .filter((n) => n !== '')
+      .sort();
+    if (names.length === 0) {
+      return fail(
+        'NoNodesSelected',
+        `nodeSelector ${JSON.stringify(spec.nodeSelector)} matched no nodes`,
+      );
+    }
+    if (names.length > this.deps.maxSelectedNodes) {
+      return fail(
+        'TooManyNodesSelected',
+        `nodeSelector matched ${names.length} nodes, more than the coordinator allows ` +
+          `(${this.deps.maxSelectedNodes}); narrow the selector or split the maintenance`,
+      );
+    }
+    const controlPlane = nodes
+      .filter((n) => CONTROL_PLANE_LABELS.some((l) => n.metadata?.labels?.[l] !== undefined))
+      .map((n) => n.metadata?.name ?? '');
+    if (controlPlane.length > 0 && spec.options?.allowControlPlane !== true) {
+      return fail(
+        'ControlPlaneRefused',
+        `nodeSelector matches control-plane nodes (${controlPlane.join(', ')}); ` +
+          'set options.allowControlPlane to allow it',
+      );
+    }
+    await this.deps.store.commit((s) => ({
+      ...s,
+      observedNodes: names,
+      startedAt: s.startedAt ?? now.toISOString(),
+      nodes: names.map((name) => ({ name, phase: 'Pending' })),
+    }));
+    this.event('Normal', 'NodesSelected', `selected ${names.length} nodes: ${names.join(', ')}`);
+    return true;
+  }
+
+  private async runNode(name: string): Promise<void> {
+    const signal = this.abort.signal;
+    try {
+      for (;;) {
+        if (signal.aborted) return;
+        const node = this.node(name);
+        const step = nextStep(node, this.cr.spec);
+        switch (step.kind) {
+          case 'terminal':
+            return;
+          case 'admit':
+            await this.admit(name, signal);
+            break;
+          case 'cordon':
+            await this.cordon(name);
+            break;
+          case 'drain':
+            await this.drainNode(name, signal);
+            break;
+          case 'finish':
+            await this.setNode(name, transition(node, 'Succeeded', this.deps.now()));
+            this.event('Normal', 'NodeSucceeded', 'maintenance of the node finished', name);
+            this.deps.fleet.notifyChanged();
+            break;
+          case 'action':
+            await this.runAction(name, step.index, signal);
+            break;
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      const message = err instanceof Error ? err.message : String(err);
+      this.log.error({ err, node: name }, 'node failed');
+      await this.setNode(name, transition(this.node(name), 'Failed', this.deps.now(), { message }));
+      this.event('Warning', 'NodeFailed', message, name);
+      this.deps.fleet.notifyChanged();
+    }
+  }
+
+  private async admit(name: string, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const total = this.status.nodes?.length ?? 0;
+      // Check and reserve with no await in between: JavaScript runs this atomically with
+      // respect to the other node tasks, so two nodes cannot take the same last slot.
+      const decision = admission({
+        activeInThis: this.activeNodes().length,
+        limitInThis: maxUnavailable(this.cr.spec, total),
+        activeGlobally: this.deps.fleet.activeCount(),
+        globalLimit: this.deps.globalLimit,
+        activeElsewhere: this.deps.fleet.activeElsewhere(this, name),
+      });
+      if (decision.admit) {
+        this.reserved.add(name);
+        break;
+      }
+      const node = this.node(name);
+      const message = `waiting: ${decision.reason}`;
+      if (node.message !== message) await this.setNode(name, { ...node, message }, true);
+      await this.deps.fleet.changed(2_000, signal);
+      if (signal.aborted) return;
+    }
+    try {
+      const live = await this.deps.nodes.read(name);
+      const node = this.node(name);
+      const now = this.deps.now();
+      if (live === undefined) {
+        await this.setNode(name, transition(node, 'Failed', now, { message: 'node not found' }));
+        this.event('Warning', 'NodeFailed', 'node not found', name);
+        return;
+      }
+      const { message: _waiting, ...rest } = node;
+      await this.setNode(name, {
+        ...rest,
+        startedAt: now.toISOString(),
+        initialState: {
+          unschedulable: live.spec?.unschedulable === true,
+          taints: (live.spec?.taints ?? []).map((t) => ({
+            key: t.key,
+            effect: t.effect,
+            ...(t.value === undefined ? {} : { value: t.value }),
+            ...(t.timeAdded === undefined
+              ? {}
+              : { timeAdded: new Date(t.timeAdded).toISOString() }),
+          })),
+        },
+      });
+    } finally {
+      this.reserved.delete(name);
+    }
+  }
+
+  private async cordon(name: string): Promise<void> {
+    await this.deps.nodes.enter(
+      name,
+      this.ourTaints(),
+      maintenanceLabelValue(this.cr.metadata.name ?? ''),
+      this.key,
+    );
+    await this.setNode(name, transition(this.node(name), 'Cordoned', this.deps.now()));
+    this.event('Normal', 'Cordoned', 'cordoned and tainted', name);
+  }
+
+  private async drainNode(name: string, signal: AbortSignal): Promise<void> {
+    const opts = this.cr.spec.options ?? {};
+    let node = this.node(name);
+    if (node.phase !== 'Draining') {
+      node = transition(node, 'Draining', this.deps.now(), {
+        drain: { total: 0, evicted: 0, pending: 0 },
+      });
+      await this.setNode(name, node);
+    }
+    const onProgress = (p: DrainProgress) => {
+      const blocker = p.blockedBy
+        ? `${p.blockedBy.kind} ${p.blockedBy.namespace ?? ''}/${p.blockedBy.name}`
+        : '';
+      if (blocker !== '' && this.blockedBy.get(name) !== blocker) {
+        this.event(
+          'Warning',
+          'DrainBlocked',
+          `drain blocked by ${blocker}: ${p.blockedBy?.message ?? ''}`,
+          name,
+        );
+      }
+      this.blockedBy.set(name, blocker);
+      void this.setNode(name, { ...this.node(name), drain: p }, true);
+    };
+    const timeoutMs =
+      opts.drainTimeout === undefined
+        ? DEFAULT_DRAIN_TIMEOUT_MS
+        : (parseDuration(opts.drainTimeout) ?? DEFAULT_DRAIN_TIMEOUT_MS);
+    const result = await this.deps.drain(
+      name,
+      {
+        drainNonGpuPods: opts.drainNonGpuPods === true,
+        deleteEmptyDirData: opts.deleteEmptyDirData === true,
+        evictUnmanagedPods: opts.evictUnmanagedPods === true,
+        forceDrain: opts.forceDrain === true,
+        timeoutMs,
+        ...(this.deps.skipPod ? { skipPod: this.deps.skipPod } : {}),
+      },
+      onProgress,
+      signal,
+    );
+    if (signal.aborted) return;
+    const now = this.deps.now();
+    if (result.ok) {
+      const { message: _m, ...rest } = this.node(name);
+      await this.setNode(name, transition(rest, 'Drained', now, { drain: result.progress }));
+      this.event('Normal', 'Drained', `drained: ${result.progress.evicted} pods evicted`, name);
+    } else {
+      await this.setNode(
+        name,
+        transition(this.node(name), 'Failed', now, {
+          drain: result.progress,
+          message: result.reason,
+        }),
+      );
+      this.event('Warning', 'DrainFailed', result.reason, name);
+      this.deps.fleet.notifyChanged();
+    }
+  }
+
+  private async runAction(name: string, index: number, signal: AbortSignal): Promise<void> {
+    const action = this.cr.spec.actions[index];
+    if (action === undefined) return;
+    let node = this.node(name);
+    if (
+      node.phase !== 'InAction' ||
+      node.currentActionIndex !== index ||
+      node.actionID === undefined
+    ) {
+      const attempt = 1;
+      // The ID is in status before anything is sent: a restarted coordinator re-sends the same
+      // ID, and the agent's ledger makes the second send return the first result.
+      node = transition(node, 'InAction', this.deps.now(), {
+        currentActionIndex: index,
+        currentActionType: action.type,
+        actionID: actionId(this.uid, name, index, attempt),
+        attempt,
+      });
+      await this.setNode(name, node);
+      this.event(
+        'Normal',
+        'ActionStarted',
+        `action ${index} (${action.name ?? action.type}) started`,
+        name,
+      );
+    }
+    const id = node.actionID ?? '';
+    const done = async (fields: Partial<NodeStatus>) => {
+      const current = this.node(name);
+      const last = index + 1 >= this.cr.spec.actions.length || action.type === 'DeleteNode';
+      const { actionID: _id, message: _m, ...rest } = current;
+      const next = last
+        ? transition(rest, 'Succeeded', this.deps.now(), fields)
+        : transition(rest, 'InAction', this.deps.now(), {
+            ...fields,
+            currentActionIndex: index + 1,
+            currentActionType: this.cr.spec.actions[index + 1]?.type ?? '',
+          });
+      await this.setNode(name, next);
+      this.event(
+        'Normal',
+        'ActionSucceeded',
+        `action ${index} (${action.name ?? action.type}) succeeded`,
+        name,
+      );
+      if (last) {
+        this.event('Normal', 'NodeSucceeded', 'maintenance of the node finished', name);
+        this.deps.fleet.notifyChanged();
+      }
+    };
+
+    switch (action.type) {
+      case 'Complete': {
+        const initial = node.initialState;
+        await this.deps.nodes.leave(
+          name,
+          this.ourTaints(),
+          initial?.taints ?? [],
+          initial?.unschedulable === false,
+        );
+        await done({});
+        return;
+      }
+      case 'DeleteNode':
+        await this.deps.nodes.remove(name);
+        await done({});
+        return;
+      case 'Notify': {
+        const msg = action.notify;
+        if (msg === undefined) throw new Error('Notify action without notify body');
+        const outcome = await this.deps.notifier.send(
+          { channel: msg.channel, text: `[${this.cr.spec.linearTicket}] ${name}: ${msg.message}` },
+          signal,
+        );
+        this.event(
+          outcome.delivered ? 'Normal' : 'Warning',
+          outcome.delivered ? 'Notified' : 'NotifyFailed',
+          outcome.delivered ? `${msg.channel}: ${msg.message}` : `${msg.channel}: ${outcome.error}`,
+          name,
+        );
+        if (!outcome.delivered) {
+          // Visible on the maintenance until a later Notify gets through.
+          const now = this.deps.now();
+          await this.deps.store.commit((s) => ({
+            ...s,
+            conditions: setCondition(
+              s.conditions,
+              {
+                type: 'NotificationsDelivered',
+                status: 'False',
+                reason: 'WebhookFailed',
+                message: `${name}: notify to ${msg.channel} failed: ${outcome.error}`,
+              },
+              now,
+            ),
+          }));
+        }
+        await done({});
+        return;
+      }
+      default:
+        break;
+    }
+    if (!NODE_LOCAL_ACTIONS.has(action.type)) throw new Error(`unknown action ${action.type}`);
+    for (;;) {
+      const outcome = await this.deps.dispatcher.run({
+        actionId: id,
+        node: name,
+        index,
+        action,
+        signal,
+      });
+      if (signal.aborted) return;
+      if (outcome.kind === 'unavailable') {
+        const current = this.node(name);
+        if (current.message !== outcome.message) {
+          await this.setNode(name, { ...current, message: outcome.message });
+          this.event('Warning', 'WaitingForAgent', outcome.message, name);
+        }
+        const aborted = await sleep(this.deps.agentRetryMs, undefined, { signal }).then(
+          () => false,
+          () => true,
+        );
+        if (aborted) return;
+        continue;
+      }
+      const fields: Partial<NodeStatus> = {
+        ...(outcome.exitCode === undefined ? {} : { lastExitCode: outcome.exitCode }),
+        ...(outcome.outputTail === undefined ? {} : { outputTail: outcome.outputTail }),
+      };
+      if (outcome.kind === 'succeeded') {
+        await done(fields);
+      } else {
+        await this.setNode(
+          name,
+          transition(this.node(name), 'Failed', this.deps.now(), {
+            ...fields,
+            message: outcome.message,
+          }),
+        );
+        this.event('Warning', 'ActionFailed', outcome.message, name);
+        this.deps.fleet.notifyChanged();
+      }
+      return;
+    }
+  }
+
+  /**
+   * The NodeMaintenance is being deleted: stop, and return every node that is not finished to
+   * the state it had before (finished nodes keep their final state).
+   */
+  async cancel(): Promise<void> {
+    await this.stop();
+    for (const n of this.status.nodes ?? []) {
+      if (!isActive(n)) continue;
+      const initial = n.initialState;
+      await this.deps.nodes.leave(
+        n.name,
+        this.ourTaints(),
+        initial?.taints ?? [],
+        initial?.unschedulable === false,
+      );
+      await this.setNode(
+        n.name,
+        transition(n, 'Restored', this.deps.now(), { message: 'maintenance deleted' }),
+      );
+      this.event(
+        'Normal',
+        'NodeRestored',
+        'maintenance deleted: node returned to its initial state',
+        n.name,
+      );
+    }
+    await this.deps.store.flush();
+    this.deps.fleet.notifyChanged();
+  }
+
+  isFinished(): boolean {
+    const nodes = this.status.nodes ?? [];
+    return this.status.phase === 'Failed' || (nodes.length > 0 && nodes.every(isTerminal));
+  }
+}

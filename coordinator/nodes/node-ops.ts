@@ -1,0 +1,121 @@
+// Changes to Node objects, each a read-modify-write guarded by resourceVersion: if anyone else
+// changed the node in between (a taint added by another controller, say), the write fails with
+// 409 and is redone on the fresh object, so nothing of theirs is lost.
+import {
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Node,
+  type V1Taint,
+} from '@kubernetes/client-node';
+import { MAINTENANCE_ANNOTATION, MAINTENANCE_LABEL } from '../../shared/maintenance-keys.js';
+import { addTaints, removeOurTaints, taintsEqual, type TaintSpec } from './taints.js';
+
+const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const MAX_CONFLICTS = 10;
+
+export const statusCode = (err: unknown): number | undefined => {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'number' ? code : undefined;
+};
+
+export interface NodeOps {
+  read(name: string): Promise<V1Node | undefined>;
+  /** Cordon, add taints, set the maintenance label/annotation. Idempotent. */
+  enter(name: string, taints: readonly TaintSpec[], label: string, owner: string): Promise<void>;
+  /**
+   * Remove what noma added: its taints (not those the node had before), its label and
+   * annotation, and uncordon if `uncordon`. Idempotent; a missing node is not an error.
+   */
+  leave(
+    name: string,
+    taints: readonly TaintSpec[],
+    initialTaints: readonly TaintSpec[],
+    uncordon: boolean,
+  ): Promise<void>;
+  remove(name: string): Promise<void>;
+}
+
+export function kubeNodeOps(kc: KubeConfig): NodeOps {
+  const core = kc.makeApiClient(CoreV1Api);
+
+  const read = async (name: string): Promise<V1Node | undefined> => {
+    try {
+      return await core.readNode({ name });
+    } catch (err) {
+      if (statusCode(err) === 404) return undefined;
+      throw err;
+    }
+  };
+
+  /** Applies `change` to the fresh node until the write is not a conflict. */
+  const update = async (
+    name: string,
+    change: (node: V1Node) => Record<string, unknown> | undefined,
+  ): Promise<void> => {
+    for (let i = 0; ; i++) {
+      const node = await read(name);
+      if (node === undefined) return;
+      const patch = change(node);
+      if (patch === undefined) return;
+      const metadata = (patch['metadata'] ?? {}) as Record<string, unknown>;
+      const body = {
+        ...patch,
+        metadata: { ...metadata, resourceVersion: node.metadata?.resourceVersion },
+      };
+      try {
+        await core.patchNode({ name, body }, MERGE);
+        return;
+      } catch (err) {
+        if (statusCode(err) !== 409 || i >= MAX_CONFLICTS) throw err;
+      }
+    }
+  };
+
+  return {
+    read,
+    enter: (name, taints, label, owner) =>
+      update(name, (node) => {
+        const current = node.spec?.taints ?? [];
+        const next = addTaints(current, taints);
+        const labelled =
+          node.metadata?.labels?.[MAINTENANCE_LABEL] === label &&
+          node.metadata.annotations?.[MAINTENANCE_ANNOTATION] === owner;
+        if (node.spec?.unschedulable === true && taintsEqual(current, next) && labelled) {
+          return undefined;
+        }
+        return {
+          metadata: {
+            labels: { [MAINTENANCE_LABEL]: label },
+            annotations: { [MAINTENANCE_ANNOTATION]: owner },
+          },
+          spec: { unschedulable: true, taints: next },
+        };
+      }),
+    leave: (name, taints, initialTaints, uncordon) =>
+      update(name, (node) => {
+        const current: V1Taint[] = node.spec?.taints ?? [];
+        const next = removeOurTaints(current, taints, initialTaints);
+        const marked =
+          node.metadata?.labels?.[MAINTENANCE_LABEL] !== undefined ||
+          node.metadata?.annotations?.[MAINTENANCE_ANNOTATION] !== undefined;
+        const cordoned = node.spec?.unschedulable === true;
+        if (!marked && taintsEqual(current, next) && !(uncordon && cordoned)) return undefined;
+        return {
+          metadata: {
+            labels: { [MAINTENANCE_LABEL]: null },
+            annotations: { [MAINTENANCE_ANNOTATION]: null },
+          },
+          spec: { taints: next, ...(uncordon ? { unschedulable: false } : {}) },
+        };
+      }),
+    remove: async (name) => {
+      try {
+        await core.deleteNode({ name });
+      } catch (err) {
+        if (statusCode(err) !== 404) throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,28 @@
+const UNIT_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1_000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/**
+ * Parses a Go-style duration ("5m", "1h30m", "250ms", "0") into milliseconds, the syntax the
+ * NodeMaintenance API uses too. Returns undefined for anything else, including a sign.
+ */
+export function parseDuration(text: string): number | undefined {
+  if (text === '0') return 0;
+  const part = /([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)/y;
+  let total = 0;
+  let matched = 0;
+  while (matched < text.length) {
+    part.lastIndex = matched;
+    const m = part.exec(text);
+    if (m === null) return undefined;
+    total += Number(m[1]) * (UNIT_MS[m[2] ?? ''] ?? Number.NaN);
+    matched = part.lastIndex;
+  }
+  return matched === 0 || !Number.isFinite(total) ? undefined : total;
+}

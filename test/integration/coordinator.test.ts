@@ -1,0 +1,386 @@
+// The coordinator process against the real API server: selection, blast radius, cordon and
+// taints, drain, Complete, Notify, deletion, and SIGKILL at several points of a maintenance.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type CoreV1Event,
+  type V1Node,
+} from '@kubernetes/client-node';
+import {
+  afterAll,
+  beforeAll,
+  beforeEach,
+  describe,
+  expect,
+  inject,
+  it,
+  onTestFailed,
+} from 'vitest';
+import {
+  GROUP,
+  PLURAL,
+  VERSION,
+  type NodeMaintenance,
+  type NodeStatus,
+} from '../../shared/api/index.js';
+import { installCRD } from '../support/crd.js';
+import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import {
+  adminKubeConfig,
+  createNamespace,
+  createSimNode,
+  deleteSimNode,
+  uniqueName,
+  waitFor,
+} from '../support/kube.js';
+
+const kc = adminKubeConfig();
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+let ns: Awaited<ReturnType<typeof createNamespace>>;
+let coordinator: CoordinatorProcess;
+const nodes: string[] = [];
+const webhook: { server?: Server; url: string; posts: { channel: string; text: string }[] } = {
+  url: '',
+  posts: [],
+};
+const leaseName = uniqueName('lease');
+const coordinatorArgs = () => [
+  '--namespace',
+  ns.name,
+  '--watch-namespace',
+  ns.name,
+  '--lease-name',
+  leaseName,
+  '--identity',
+  'coordinator-under-test',
+  '--lease-duration',
+  '3s',
+  '--status-interval',
+  '200ms',
+  '--notify-webhook-url',
+  webhook.url,
+];
+
+beforeAll(async () => {
+  await installCRD(kc);
+  ns = await createNamespace('coord');
+  webhook.server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      webhook.posts.push(JSON.parse(body) as { channel: string; text: string });
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((r) => webhook.server?.listen(0, '127.0.0.1', r));
+  webhook.url = `http://127.0.0.1:${(webhook.server.address() as AddressInfo).port}/hook`;
+  coordinator = await startCoordinator(inject('kubeconfig'), coordinatorArgs());
+});
+
+afterAll(async () => {
+  await coordinator.kill('SIGTERM');
+  webhook.server?.close();
+  await ns.remove();
+  await Promise.all(nodes.map(deleteSimNode));
+});
+
+async function simNode(prefix: string, opts: Parameters<typeof createSimNode>[1] = {}) {
+  const name = uniqueName(prefix);
+  nodes.push(name);
+  await createSimNode(name, { capacity: { 'nvidia.com/gpu': '8' }, ...opts });
+  return name;
+}
+
+function gpuPod(name: string, node: string, gpu = true) {
+  return {
+    metadata: { name },
+    spec: {
+      nodeName: node,
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: 'main',
+          image: 'registry.invalid/app:1',
+          resources: gpu ? { limits: { 'nvidia.com/gpu': '1' } } : {},
+        },
+      ],
+    },
+  };
+}
+
+async function createMaintenance(name: string, spec: Record<string, unknown>) {
+  await custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: PLURAL,
+    namespace: ns.name,
+    body: {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'NodeMaintenance',
+      metadata: { name },
+      spec: { operationName: name, linearTicket: 'ENG-42', actions: [], ...spec },
+    },
+  });
+}
+
+async function getMaintenance(name: string): Promise<NodeMaintenance | undefined> {
+  try {
+    return (await custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: ns.name,
+      name,
+    })) as NodeMaintenance;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+const waitPhase = (name: string, phase: string, timeoutMs = 45_000) =>
+  waitFor(
+    `${name} ${phase}`,
+    async () => {
+      const m = await getMaintenance(name);
+      return m?.status?.phase === phase ? m : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+
+const nodeStatus = (m: NodeMaintenance, node: string): NodeStatus | undefined =>
+  m.status?.nodes?.find((n) => n.name === node);
+
+const deleteMaintenance = (name: string) =>
+  custom.deleteNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: PLURAL,
+    namespace: ns.name,
+    name,
+  });
+
+const readNode = (name: string): Promise<V1Node> => core.readNode({ name });
+
+async function eventsFor(maintenance: string): Promise<CoreV1Event[]> {
+  const list = await core.listNamespacedEvent({ namespace: ns.name });
+  return list.items.filter((e) => e.involvedObject.name === maintenance);
+}
+
+describe('coordinator', () => {
+  beforeEach(() => {
+    onTestFailed(() => {
+      console.log(coordinator.logs.slice(-60).join('\n'));
+    });
+  });
+
+  it('cordons, taints, drains GPU pods, notifies and returns nodes to service', async () => {
+    const plain = await simNode('plain', {
+      taints: [{ key: 'example.com/foreign', value: 'x', effect: 'NoSchedule' }],
+    });
+    const precordoned = await simNode('cordoned', { unschedulable: true });
+    for (const [i, node] of [plain, precordoned].entries()) {
+      await core.createNamespacedPod({ namespace: ns.name, body: gpuPod(`gpu-${i}`, node) });
+      await core.createNamespacedPod({ namespace: ns.name, body: gpuPod(`cpu-${i}`, node, false) });
+    }
+    await createMaintenance('full', {
+      nodeSelector: `kubernetes.io/hostname in (${plain},${precordoned})`,
+      options: {
+        evictUnmanagedPods: true,
+        // NoSchedule: a NoExecute taint would make the taint manager evict the CPU pods too.
+        taints: [{ key: 'runai', value: 'drain', effect: 'NoSchedule' }],
+      },
+      actions: [
+        { type: 'Notify', notify: { channel: '#gpu-ops', message: 'drained' } },
+        { type: 'Complete' },
+      ],
+    });
+    const done = await waitPhase('full', 'Completed');
+    expect(done.status?.observedNodes).toEqual([plain, precordoned].sort());
+    expect(done.status?.progress).toBe('2/2');
+    expect(done.metadata.finalizers).toContain('noma.dev/finalizer');
+    for (const n of [plain, precordoned]) {
+      const s = nodeStatus(done, n);
+      expect(s?.phase).toBe('Succeeded');
+      expect(s?.drain).toMatchObject({ total: 1, evicted: 1, pending: 0 });
+    }
+    expect(nodeStatus(done, precordoned)?.initialState?.unschedulable).toBe(true);
+
+    const a = await readNode(plain);
+    expect(a.spec?.unschedulable).toBeFalsy();
+    expect(a.spec?.taints?.map((t) => t.key)).toEqual(['example.com/foreign']);
+    expect(a.metadata?.labels?.['noma.dev/maintenance']).toBeUndefined();
+    const b = await readNode(precordoned);
+    expect(b.spec?.unschedulable).toBe(true); // noma never uncordons what it did not cordon
+    // Only the node lifecycle controller's own taint for a cordoned node is left.
+    expect(b.spec?.taints?.map((t) => t.key)).toEqual(['node.kubernetes.io/unschedulable']);
+
+    // GPU pods were evicted, non-GPU pods stayed.
+    const pods = await core.listNamespacedPod({ namespace: ns.name });
+    expect(pods.items.map((p) => p.metadata?.name).sort()).toEqual(['cpu-0', 'cpu-1']);
+    expect(webhook.posts.filter((p) => p.channel === '#gpu-ops')).toHaveLength(2);
+    const reasons = (await eventsFor('full')).map((e) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['Cordoned', 'Drained', 'Completed']));
+  });
+
+  it('fails a maintenance whose selector matches nothing, saying so', async () => {
+    await createMaintenance('nomatch', { nodeSelector: 'noma.dev/test=does-not-exist' });
+    const failed = await waitPhase('nomatch', 'Failed');
+    const ready = failed.status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({ status: 'False', reason: 'NoNodesSelected' });
+    expect(ready?.message).toContain('matched no nodes');
+  });
+
+  it('refuses control-plane nodes unless allowed', async () => {
+    const cp = await simNode('cp', { labels: { 'node-role.kubernetes.io/control-plane': '' } });
+    await createMaintenance('cp', { nodeSelector: `kubernetes.io/hostname=${cp}` });
+    const failed = await waitPhase('cp', 'Failed');
+    expect(failed.status?.conditions?.find((c) => c.type === 'Ready')?.reason).toBe(
+      'ControlPlaneRefused',
+    );
+    expect((await readNode(cp)).spec?.unschedulable).toBeFalsy();
+  });
+
+  it('honours maxUnavailable and returns unfinished nodes when the maintenance is deleted', async () => {
+    const group = uniqueName('grp');
+    const names = await Promise.all(
+      [1, 2, 3].map(() => simNode('mu', { labels: { 'noma.dev/test-group': group } })),
+    );
+    // Reboot waits for an agent that is not there: the first node stays in its action.
+    await createMaintenance('mu', {
+      nodeSelector: `noma.dev/test-group=${group}`,
+      options: { maxUnavailable: 1 },
+      actions: [{ type: 'Reboot' }, { type: 'Complete' }],
+    });
+    const m = await waitFor('one node waiting for its agent, two for capacity', async () => {
+      const got = await getMaintenance('mu');
+      const ns_ = got?.status?.nodes ?? [];
+      const inAction = ns_.filter((n) => n.phase === 'InAction' && n.message?.includes('agent'));
+      const waiting = ns_.filter(
+        (n) => n.phase === 'Pending' && n.message?.includes('maxUnavailable'),
+      );
+      return inAction.length === 1 && waiting.length === 2 ? got : undefined;
+    });
+    const busy = m.status?.nodes?.find((n) => n.phase === 'InAction')?.name ?? '';
+    expect(nodeStatus(m, busy)?.message).toContain('agent');
+    expect((await readNode(busy)).spec?.unschedulable).toBe(true);
+    expect(names).toContain(busy);
+
+    await deleteMaintenance('mu');
+    await waitFor('maintenance gone', async () => (await getMaintenance('mu')) === undefined);
+    const restored = await readNode(busy);
+    expect(restored.spec?.unschedulable).toBeFalsy();
+    expect(restored.spec?.taints ?? []).toEqual([]);
+    expect(restored.metadata?.labels?.['noma.dev/maintenance']).toBeUndefined();
+  });
+
+  it('makes a second maintenance of the same node wait for the first', async () => {
+    const node = await simNode('shared');
+    await createMaintenance('first', {
+      nodeSelector: `kubernetes.io/hostname=${node}`,
+      actions: [{ type: 'Reboot' }],
+    });
+    await waitFor('first in action', async () => {
+      const m = await getMaintenance('first');
+      return m !== undefined && nodeStatus(m, node)?.phase === 'InAction';
+    });
+    await createMaintenance('second', {
+      nodeSelector: `kubernetes.io/hostname=${node}`,
+      actions: [{ type: 'Complete' }],
+    });
+    await waitFor('second waits', async () => {
+      const m = await getMaintenance('second');
+      return m !== undefined && nodeStatus(m, node)?.message?.includes(`${ns.name}/first`);
+    });
+    await deleteMaintenance('first');
+    await waitPhase('second', 'Completed');
+    expect((await readNode(node)).spec?.unschedulable).toBeFalsy();
+  });
+
+  it('goes on when the Notify webhook is down, recording the failure', async () => {
+    const node = await simNode('notify');
+    const down = await startCoordinator(inject('kubeconfig'), [
+      ...coordinatorArgs().slice(0, -2),
+      '--notify-webhook-url',
+      'http://127.0.0.1:9/unreachable',
+      '--lease-name',
+      uniqueName('lease'),
+    ]);
+    // The main coordinator must not pick this one up: stop it for the duration.
+    await coordinator.kill('SIGTERM');
+    try {
+      await createMaintenance('notify', {
+        nodeSelector: `kubernetes.io/hostname=${node}`,
+        actions: [
+          { type: 'Notify', notify: { channel: '#ops', message: 'hi' } },
+          { type: 'Complete' },
+        ],
+      });
+      const done = await waitPhase('notify', 'Completed');
+      const cond = done.status?.conditions?.find((c) => c.type === 'NotificationsDelivered');
+      expect(cond).toMatchObject({ status: 'False', reason: 'WebhookFailed' });
+      expect(cond?.message).toContain('#ops');
+      expect(nodeStatus(done, node)?.phase).toBe('Succeeded');
+      expect((await eventsFor('notify')).map((e) => e.reason)).toContain('NotifyFailed');
+    } finally {
+      await down.kill('SIGTERM');
+      coordinator = await startCoordinator(inject('kubeconfig'), coordinatorArgs());
+    }
+  });
+
+  it('survives SIGKILL at several points and never repeats a finished step', async () => {
+    const group = uniqueName('kill');
+    const names = await Promise.all(
+      [1, 2].map(() => simNode('kill', { labels: { 'noma.dev/test-group': group } })),
+    );
+    for (const [i, node] of names.entries()) {
+      for (let j = 0; j < 3; j++) {
+        const pod = gpuPod(`k${i}-${j}`, node);
+        pod.spec.terminationGracePeriodSeconds = 3;
+        await core.createNamespacedPod({ namespace: ns.name, body: pod });
+      }
+    }
+    const posts = () => webhook.posts.filter((p) => p.channel === `#${group}`).length;
+    await createMaintenance('kill', {
+      nodeSelector: `noma.dev/test-group=${group}`,
+      options: { evictUnmanagedPods: true, maxUnavailable: 1 },
+      actions: [
+        { type: 'Notify', notify: { channel: `#${group}`, message: 'step' } },
+        { type: 'Complete' },
+      ],
+    });
+    const killWhen = async (what: string, pred: (ns: NodeStatus[]) => boolean) => {
+      await waitFor(
+        what,
+        async () => pred((await getMaintenance('kill'))?.status?.nodes ?? []),
+        45_000,
+        50,
+      );
+      await coordinator.kill('SIGKILL');
+      coordinator = await startCoordinator(inject('kubeconfig'), coordinatorArgs());
+    };
+    await killWhen('a node cordoned', (s) => s.some((n) => n.phase !== 'Pending'));
+    await killWhen('a node draining', (s) => s.some((n) => n.phase === 'Draining'));
+    await killWhen('a node done', (s) => s.some((n) => n.phase === 'Succeeded'));
+    const done = await waitPhase('kill', 'Completed', 60_000);
+    expect(done.status?.nodes?.map((n) => n.phase)).toEqual(['Succeeded', 'Succeeded']);
+    for (const n of names) {
+      const node = await readNode(n);
+      expect(node.spec?.unschedulable, JSON.stringify(done.status?.nodes)).toBeFalsy();
+      expect(node.spec?.taints ?? []).toEqual([]);
+    }
+    // Each node was notified exactly once although the coordinator died three times.
+    expect(posts()).toBe(2);
+    const events = await eventsFor('kill');
+    for (const reason of ['Cordoned', 'Drained', 'NodeSucceeded']) {
+      for (const n of names) {
+        const count = events.filter((e) => e.reason === reason && e.message?.startsWith(n)).length;
+        expect(count, `${reason} ${n}`).toBeLessThanOrEqual(1);
+      }
+    }
+  });
+});

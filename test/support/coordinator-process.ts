@@ -1,0 +1,80 @@
+// Runs the real coordinator as a child process (TypeScript source through tsx) and finds its
+// health port in its logs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+export interface CoordinatorProcess {
+  readonly proc: ChildProcess;
+  readonly baseUrl: string;
+  readonly logs: string[];
+  kill(sig?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startCoordinator(
+  kubeconfig: string,
+  args: string[],
+  timeoutMs = 30_000,
+): Promise<CoordinatorProcess> {
+  const proc = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'coordinator/main.ts',
+      '--kubeconfig',
+      kubeconfig,
+      '--http-port',
+      '0',
+      ...args,
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, NOMA_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((res) => {
+    proc.once('exit', (code) => {
+      res(code);
+    });
+  });
+  const seen: { port?: number; leading?: boolean } = {};
+  let buffer = '';
+  const onData = (chunk: Buffer) => {
+    buffer += chunk.toString();
+    const lines = buffer.split('\n');
+    buffer = lines.pop() ?? '';
+    for (const line of lines) {
+      logs.push(line);
+      const m = /"httpPort":(\d+)/.exec(line);
+      if (m?.[1] !== undefined) seen.port = Number(m[1]);
+      if (line.includes('watching NodeMaintenances')) seen.leading = true;
+    }
+  };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  const deadline = Date.now() + timeoutMs;
+  while (seen.port === undefined || seen.leading !== true) {
+    if (proc.exitCode !== null) {
+      throw new Error(`coordinator exited with ${proc.exitCode}:\n${logs.join('\n')}`);
+    }
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`coordinator did not start leading in time:\n${logs.join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    proc,
+    baseUrl: `http://127.0.0.1:${seen.port}`,
+    logs,
+    async kill(sig = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(sig);
+      return exited;
+    },
+  };
+}
