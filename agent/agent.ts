@@ -3,7 +3,7 @@ import { VERSION } from '../shared/version.js';
 import type { GpuDetection } from './discovery/detect-gpus.js';
 import type { HostFacts } from './discovery/host.js';
 import type { Gpu } from './discovery/nvidia-smi.js';
-import { backoffMs } from './duration.js';
+import { backoffMs } from '../shared/duration.js';
 import type { AgentMetrics } from './health/metrics.js';
 import { computeLabels, type Labels } from './labels/compute.js';
 import type { NodeLabeler } from './labels/node-labeler.js';

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { LevelWithSilent } from 'pino';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../shared/duration.js';
 
 /** The agent's whole configuration, parsed once at start from flags and environment. */
 export interface AgentConfig {

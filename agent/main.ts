@@ -8,7 +8,7 @@ import { helpText, parseConfig, type AgentConfig } from './config.js';
 import { detectGpus } from './discovery/detect-gpus.js';
 import { readHostFacts } from './discovery/host.js';
 import { createMetrics } from './health/metrics.js';
-import { buildHealthServer } from './health/server.js';
+import { buildHealthServer } from '../shared/health-server.js';
 import { inClusterAccess, kubeconfigAccess, type KubeAccess } from './kube/access.js';
 import { KubeClient } from './kube/client.js';
 import { loadRules } from './labels/load-rules.js';

@@ -26,3 +26,12 @@ export function parseDuration(text: string): number | undefined {
   }
   return matched === 0 || !Number.isFinite(total) ? undefined : total;
 }
+/** The delay before retry number `attempt` (0-based): doubling, capped, with ±20 % jitter. */
+export function backoffMs(
+  attempt: number,
+  opts: { baseMs: number; maxMs: number },
+  random: () => number = Math.random,
+): number {
+  const raw = Math.min(opts.maxMs, opts.baseMs * 2 ** Math.min(attempt, 30));
+  return Math.round(raw * (0.8 + 0.4 * random()));
+}

@@ -1,7 +1,7 @@
 import type { V1Node } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../shared/log.js';
-import { backoffMs } from '../duration.js';
+import { backoffMs } from '../../shared/duration.js';
 import type { AgentMetrics } from '../health/metrics.js';
 import type { NodeApi } from '../kube/client.js';
 import type { Labels } from './compute.js';

@@ -151,6 +151,7 @@ export class MaintenanceRun {
   }
 
   private async execute(): Promise<void> {
+    const phaseBefore = this.status.phase;
     if (this.status.observedNodes === undefined) {
       if (this.status.phase === 'Failed') return;
       const ok = await this.select();
@@ -159,11 +160,13 @@ export class MaintenanceRun {
     const names = (this.status.nodes ?? []).map((n) => n.name);
     await Promise.all(names.map((n) => this.runNode(n)));
     await this.deps.store.flush();
-    if (this.status.phase === 'Completed' || this.status.phase === 'Failed') {
+    // Only when it ends in this process: a restart must not announce old results again.
+    const phase = this.status.phase;
+    if ((phase === 'Completed' || phase === 'Failed') && phase !== phaseBefore) {
       this.event(
-        this.status.phase === 'Completed' ? 'Normal' : 'Warning',
-        this.status.phase,
-        `maintenance ${this.status.phase.toLowerCase()}: ${this.status.progress ?? ''}`,
+        phase === 'Completed' ? 'Normal' : 'Warning',
+        phase,
+        `maintenance ${phase.toLowerCase()}: ${this.status.progress ?? ''}`,
       );
     }
   }

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { createLogger } from '../../shared/log.js';
-import type { Readiness } from '../agent.js';
-import { createMetrics } from './metrics.js';
-import { buildHealthServer } from './server.js';
+import { createLogger } from './log.js';
+import type { Readiness } from '../agent/agent.js';
+import { createMetrics } from '../agent/health/metrics.js';
+import { buildHealthServer } from './health-server.js';
 
 let app: FastifyInstance | undefined;
 afterEach(async () => {
