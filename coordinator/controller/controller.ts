@@ -53,7 +53,6 @@ type MaintenanceRunSkip = Parameters<DrainFn>[1]['skipPod'];
 
 export class Controller {
   private readonly runs = new Map<string, MaintenanceRun>();
-  private readonly finalizing = new Set<string>();
   private readonly queues = new Map<string, Promise<void>>();
   private readonly bus = new EventEmitter();
   private informer: Informer<KubernetesObject> | undefined;
@@ -248,8 +247,7 @@ export class Controller {
 
   private async finalize(cr: NodeMaintenance, run: MaintenanceRun): Promise<void> {
     const uid = cr.metadata.uid ?? '';
-    if (!(cr.metadata.finalizers ?? []).includes(FINALIZER) || this.finalizing.has(uid)) return;
-    this.finalizing.add(uid);
+    if (!(cr.metadata.finalizers ?? []).includes(FINALIZER)) return;
     try {
       await run.cancel();
       await this.patchFinalizers(cr, (f) => f.filter((x) => x !== FINALIZER));
@@ -257,8 +255,6 @@ export class Controller {
       this.fleet.notifyChanged();
     } catch (err) {
       this.opts.log.error({ err, maintenance: cr.metadata.name }, 'finalizing failed; will retry');
-    } finally {
-      this.finalizing.delete(uid);
     }
   }
 
