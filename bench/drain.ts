@@ -5,6 +5,9 @@
 // one after the other against the same API server, so each run's requests are the diff of
 // apiserver_request_total around it. Targets: noma <= 0.7x kubectl's wall time, <= 0.5x requests.
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, promisify } from 'node:util';
@@ -18,7 +21,7 @@ import {
 import pLimit from 'p-limit';
 import { drainNode } from '../coordinator/drain/drain.js';
 import { createLogger } from '../shared/log.js';
-import { apiGet, up } from '../test/cluster/cluster.js';
+import { apiGet, down, up } from '../test/cluster/cluster.js';
 
 const PODS = 100;
 const TARGET_WALL = 0.7;
@@ -30,8 +33,10 @@ const log = createLogger('bench-drain', 'error');
 
 type Counters = Map<string, number>;
 
+let metricsKubeconfig: string | undefined;
+
 async function requestCounters(): Promise<Counters> {
-  const res = await apiGet('/metrics');
+  const res = await apiGet('/metrics', {}, metricsKubeconfig);
   if (res.status !== 200) throw new Error(`GET /metrics: HTTP ${res.status}`);
   const out: Counters = new Map();
   for (const line of res.body.split('\n')) {
@@ -312,10 +317,16 @@ function median(xs: readonly number[]): number {
 export default async function drainBench(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { rounds: { type: 'string', default: '1' } },
+    options: {
+      rounds: { type: 'string', default: '1' },
+      // A private control plane, so that no other client's requests reach its /metrics.
+      isolated: { type: 'boolean', default: false },
+    },
   });
   const rounds = Math.max(1, Number(values.rounds));
-  const cluster = await up();
+  const privateDir = values.isolated ? mkdtempSync(join(tmpdir(), 'noma-bench-drain-')) : undefined;
+  const cluster = privateDir === undefined ? await up() : await up(privateDir);
+  metricsKubeconfig = cluster.kubeconfig;
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
@@ -413,5 +424,9 @@ export default async function drainBench(argv: string[]): Promise<void> {
   } finally {
     await core.deleteNamespace({ name: namespace }).catch(() => undefined);
     for (const name of nodes) await core.deleteNode({ name }).catch(() => undefined);
+    if (privateDir !== undefined) {
+      await down(privateDir);
+      rmSync(privateDir, { recursive: true, force: true });
+    }
   }
 }
