@@ -22,6 +22,7 @@ import pLimit from 'p-limit';
 import { drainNode } from '../coordinator/drain/drain.js';
 import { createLogger } from '../shared/log.js';
 import { apiGet, down, up } from '../test/cluster/cluster.js';
+import { measureCordonLatency } from './cordon-latency.js';
 
 const PODS = 100;
 const TARGET_WALL = 0.7;
@@ -418,8 +419,26 @@ export default async function drainBench(argv: string[]): Promise<void> {
       const parts = [...r.bySeries].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}: ${v}`);
       console.log(`${r.tool} requests by verb/resource/code: ${parts.join(', ')}`);
     }
+    const cordon = await measureCordonLatency({
+      kc,
+      kubeconfig: cluster.kubeconfig,
+      namespace,
+      createNode: (name) => createNode(core, name),
+      samples: 10,
+    });
+    const cordonMs = median(cordon);
+    console.log('');
     console.log(
-      `RESULT drain wall_ratio=${wallRatio.toFixed(3)} request_ratio=${requestRatio.toFixed(3)} cordon_ms=NA`,
+      '| NodeMaintenance created → node cordoned (coordinator process, 10 samples) | ms |',
+    );
+    console.log('|---|---:|');
+    console.log(`| median | ${cordonMs.toFixed(0)} |`);
+    console.log(
+      `| min / max | ${Math.min(...cordon).toFixed(0)} / ${Math.max(...cordon).toFixed(0)} |`,
+    );
+    console.log(`| target | <= 250 |`);
+    console.log(
+      `RESULT drain wall_ratio=${wallRatio.toFixed(3)} request_ratio=${requestRatio.toFixed(3)} cordon_ms=${cordonMs.toFixed(0)}`,
     );
   } finally {
     await core.deleteNamespace({ name: namespace }).catch(() => undefined);

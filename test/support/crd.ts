@@ -7,7 +7,7 @@ import {
   type KubeConfig,
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
-import { waitFor } from './kube.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const CRD_PATH = new URL('../../deploy/crd.yaml', import.meta.url);
 
@@ -27,8 +27,12 @@ export async function installCRD(kc: KubeConfig): Promise<void> {
     'application/apply-patch+yaml',
   );
   const ext = kc.makeApiClient(ApiextensionsV1Api);
-  await waitFor(`CRD ${crd.metadata.name} Established`, async () => {
+  // No vitest helpers here: benchmarks and the sandbox install the CRD too.
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(100)) {
     const got = await ext.readCustomResourceDefinition({ name: crd.metadata.name });
-    return got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-  });
+    if (got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) {
+      return;
+    }
+  }
+  throw new Error(`CRD ${crd.metadata.name} not Established after 30 s`);
 }
