@@ -90,9 +90,11 @@ export async function measureCordonLatency(opts: {
       });
       const at = await Promise.race([
         watcher.seen,
-        new Promise<number>((_, reject) =>
-          setTimeout(() => reject(new Error(`${node} not cordoned within 30 s`)), 30_000),
-        ),
+        new Promise<number>((_, reject) => {
+          setTimeout(() => {
+            reject(new Error(`${node} not cordoned within 30 s`));
+          }, 30_000).unref();
+        }),
       ]);
       watcher.stop();
       latencies.push(at - start);
