@@ -28,11 +28,13 @@ export async function installCRD(kc: KubeConfig): Promise<void> {
   );
   const ext = kc.makeApiClient(ApiextensionsV1Api);
   // No vitest helpers here: benchmarks and the sandbox install the CRD too.
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(100)) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
     const got = await ext.readCustomResourceDefinition({ name: crd.metadata.name });
     if (got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) {
       return;
     }
+    await sleep(100);
   }
   throw new Error(`CRD ${crd.metadata.name} not Established after 30 s`);
 }
