@@ -19,8 +19,31 @@ describe('parseConfig', () => {
         stateDir: '/var/lib/noma',
         discoveryIntervalMs: 300_000,
         logLevel: 'info',
+        coordinatorUrl: undefined,
+        coordinatorCa: undefined,
+        tokenFile: '/var/run/secrets/noma.dev/token',
+        executor: 'host',
+        workDir: '/var/lib/noma/work',
+        hostWorkDir: '/var/lib/noma/work',
+        bootIdFile: '/proc/sys/kernel/random/boot_id',
+        coordinatorUnreachableMs: 120_000,
       },
     });
+  });
+
+  it('configures the agent link and refuses a non-TLS coordinator URL or an unknown executor', () => {
+    const ok = parseConfig(
+      ['--coordinator-url', 'wss://coord:8443', '--executor', 'local', '--state-dir', '/s'],
+      env,
+    );
+    expect(ok.kind === 'config' && ok.config).toMatchObject({
+      coordinatorUrl: 'wss://coord:8443',
+      executor: 'local',
+      workDir: '/s/work',
+    });
+    const bad = parseConfig(['--coordinator-url', 'ws://coord', '--executor', 'ssh'], env);
+    expect(bad.kind).toBe('error');
+    expect(bad.kind === 'error' && bad.message).toMatch(/wss:\/\/[\s\S]*local or host/);
   });
 
   it('takes flags over environment', () => {

@@ -17,6 +17,16 @@ export interface AgentConfig {
   readonly stateDir: string;
   readonly discoveryIntervalMs: number;
   readonly logLevel: LevelWithSilent;
+  /** Absent: no link; the agent only labels. */
+  readonly coordinatorUrl: string | undefined;
+  /** Absent: the system's CAs. */
+  readonly coordinatorCa: string | undefined;
+  readonly tokenFile: string;
+  readonly executor: 'local' | 'host';
+  readonly workDir: string;
+  readonly hostWorkDir: string;
+  readonly bootIdFile: string;
+  readonly coordinatorUnreachableMs: number;
 }
 
 interface FlagSpec {
@@ -98,6 +108,62 @@ export const FLAGS = [
     default: 'info',
     arg: '<level>',
     help: 'trace, debug, info, warn, error, fatal or silent.',
+  },
+  {
+    flag: 'coordinator-url',
+    env: 'NOMA_COORDINATOR_URL',
+    default: undefined,
+    arg: '<url>',
+    help: "The coordinator's agent link, e.g. wss://noma-coordinator.noma-system.svc:8443. Unset: no link (labels only).",
+  },
+  {
+    flag: 'coordinator-ca',
+    env: 'NOMA_COORDINATOR_CA',
+    default: undefined,
+    arg: '<file>',
+    help: "PEM CA that signed the coordinator's certificate (a mounted ConfigMap or Secret). Unset: the system CAs.",
+  },
+  {
+    flag: 'token-file',
+    env: 'NOMA_TOKEN_FILE',
+    default: '/var/run/secrets/noma.dev/token',
+    arg: '<file>',
+    help: 'Projected ServiceAccount token (audience noma.dev) presented to the coordinator; re-read on every connect.',
+  },
+  {
+    flag: 'executor',
+    env: 'NOMA_EXECUTOR',
+    default: 'host',
+    arg: 'local|host',
+    help: "Where actions run: host = in the host's namespaces (nsenter into PID 1; needs hostPID and privileges); local = as local processes in --work-dir (sandbox, tests; reboots are simulated).",
+  },
+  {
+    flag: 'work-dir',
+    env: 'NOMA_WORK_DIR',
+    default: undefined,
+    arg: '<dir>',
+    help: 'Where scripts are written and local actions run. Default: <state-dir>/work.',
+  },
+  {
+    flag: 'host-work-dir',
+    env: 'NOMA_HOST_WORK_DIR',
+    default: undefined,
+    arg: '<dir>',
+    help: 'Where --work-dir is on the host (executor host). Default: the same path (hostPath mounted at the same place).',
+  },
+  {
+    flag: 'boot-id-file',
+    env: 'NOMA_BOOT_ID_FILE',
+    default: '/proc/sys/kernel/random/boot_id',
+    arg: '<file>',
+    help: "Where the current boot ID is read. With --executor local it is created if missing and a simulated reboot writes a new one (and sets the Node's status.nodeInfo.bootID).",
+  },
+  {
+    flag: 'coordinator-unreachable-threshold',
+    env: 'NOMA_COORDINATOR_UNREACHABLE_THRESHOLD',
+    default: '2m',
+    arg: '<duration>',
+    help: '/readyz fails once the coordinator has been unreachable this long.',
   },
 ] as const satisfies readonly FlagSpec[];
 
@@ -187,6 +253,23 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
   if (nvidiaSmi === '') errors.push('--nvidia-smi must not be empty');
   const stateDir = get('state-dir') ?? '';
   if (stateDir === '') errors.push('--state-dir must not be empty');
+  const coordinatorUrl = get('coordinator-url');
+  if (coordinatorUrl !== undefined) {
+    let scheme: string;
+    try {
+      scheme = new URL(coordinatorUrl).protocol;
+    } catch {
+      scheme = 'invalid';
+    }
+    if (scheme !== 'wss:' && scheme !== 'https:') {
+      errors.push(`--coordinator-url: "${coordinatorUrl}" is not a wss:// URL`);
+    }
+  }
+  const executor = get('executor') ?? 'host';
+  if (executor !== 'local' && executor !== 'host') {
+    errors.push(`--executor: "${executor}" is not local or host`);
+  }
+  const workDir = get('work-dir') ?? `${stateDir.replace(/\/+$/, '')}/work`;
   const config: AgentConfig = {
     nodeName,
     kubeconfig: get('kubeconfig'),
@@ -208,6 +291,19 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
       errors,
     ),
     logLevel: logLevel as LevelWithSilent,
+    coordinatorUrl,
+    coordinatorCa: get('coordinator-ca'),
+    tokenFile: get('token-file') ?? '',
+    executor: executor === 'local' ? 'local' : 'host',
+    workDir,
+    hostWorkDir: get('host-work-dir') ?? workDir,
+    bootIdFile: get('boot-id-file') ?? '',
+    coordinatorUnreachableMs: durationMs(
+      'coordinator-unreachable-threshold',
+      get('coordinator-unreachable-threshold') ?? '',
+      1_000,
+      errors,
+    ),
   };
   return errors.length > 0
     ? { kind: 'error', message: errors.join('\n') }

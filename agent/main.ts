@@ -14,6 +14,18 @@ import { KubeClient } from './kube/client.js';
 import { loadRules } from './labels/load-rules.js';
 import { NodeLabeler } from './labels/node-labeler.js';
 import { prepareStateDir, readOwnedLabels, writeOwnedLabels } from './state.js';
+import { LocalExecutor, NsenterExecutor, type HostExecutor } from './actions/executor.js';
+import { AgentLink } from './link.js';
+
+function executorFor(config: AgentConfig, kube: KubeClient): HostExecutor {
+  if (config.executor === 'host') {
+    return new NsenterExecutor(config.workDir, config.hostWorkDir, config.bootIdFile);
+  }
+  return new LocalExecutor(config.workDir, config.bootIdFile, async (bootID) => {
+    // The kubelet of a real node would report the new boot; a simulated node needs telling.
+    await kube.patchNodeStatusMerge(config.nodeName, { status: { nodeInfo: { bootID } } });
+  });
+}
 
 function kubeAccess(config: AgentConfig): Promise<KubeAccess> {
   return config.kubeconfig === undefined ? inClusterAccess() : kubeconfigAccess(config.kubeconfig);
@@ -85,10 +97,33 @@ async function main(): Promise<number> {
     hostFacts: readHostFacts,
     ...(rulesFile === undefined ? {} : { reloadRules: () => loadRules(rulesFile) }),
   });
+  const link =
+    config.coordinatorUrl === undefined
+      ? undefined
+      : new AgentLink({
+          log: log.child({ component: 'link' }),
+          url: config.coordinatorUrl,
+          nodeName: config.nodeName,
+          caFile: config.coordinatorCa,
+          tokenFile: config.tokenFile,
+          stateDir: config.stateDir,
+          executor: executorFor(config, kube),
+          inventory: () => {
+            const s = agent.status();
+            return s.inventory === null ? null : { ...s.inventory, host: s.host };
+          },
+          registry: metrics.registry,
+          unreachableAfterMs: config.coordinatorUnreachableMs,
+        });
   const server = buildHealthServer({
     log: log.child({ component: 'health' }),
-    readiness: () => agent.readiness(),
-    status: () => agent.status(),
+    readiness: () => {
+      const r = agent.readiness();
+      if (link === undefined) return r;
+      const checks = { ...r.checks, coordinator: link.readiness() };
+      return { ready: Object.values(checks).every((c) => c.ok), checks };
+    },
+    status: () => ({ ...agent.status(), link: link?.state() ?? null }),
     registry: metrics.registry,
   });
 
@@ -105,7 +140,7 @@ async function main(): Promise<number> {
         log.error('graceful shutdown took over 10 s; exiting');
         resolve(1);
       }, 10_000).unref();
-      void Promise.all([server.close(), agent.stop()]).then(
+      void Promise.all([server.close(), agent.stop(), link?.stop()]).then(
         () => {
           kube.close();
           resolve(0);
@@ -121,6 +156,13 @@ async function main(): Promise<number> {
   });
 
   agent.start();
+  try {
+    await link?.start();
+  } catch (err) {
+    console.error(`noma-agent: agent link: ${(err as Error).message}`);
+    await agent.stop();
+    return 2;
+  }
   try {
     const address = await server.listen({ host: config.healthHost, port: config.healthPort });
     log.info({ address }, 'health server listening');

@@ -17,6 +17,14 @@ export interface CoordinatorConfig {
   readonly identity: string;
   readonly statusIntervalMs: number;
   readonly logLevel: string;
+  /** Both set: the agent link is served; neither: node-local actions wait (no link). */
+  readonly agentTlsCert: string | undefined;
+  readonly agentTlsKey: string | undefined;
+  /** `namespace/name` of the agents' ServiceAccount; no other identity may connect. */
+  readonly agentServiceAccount: string;
+  readonly agentTokenAudience: string;
+  readonly agentHeartbeatMs: number;
+  readonly agentRetryMs: number;
 }
 
 export const HELP = `noma coordinator: carries out NodeMaintenance resources.
@@ -29,7 +37,18 @@ usage: node dist/coordinator/main.js [flags]
   --watch-namespace <ns>            act only on NodeMaintenances in this namespace (default: all)
   --http-port <n>                   health and metrics: /healthz /readyz /metrics (default 8080;
                                     0 picks a free port and logs it)
-  --agent-port <n>                  agent link (WebSocket) port (default 8443)
+  --agent-port <n>                  agent link (WebSocket over TLS) port (default 8443; 0 picks
+                                    a free port and logs it)
+  --agent-tls-cert <file>           PEM certificate (chain) of the agent link; with
+                                    --agent-tls-key it turns the link on (default: no link, and
+                                    Script/Run/Reboot wait for one)
+  --agent-tls-key <file>            PEM private key of the agent link
+  --agent-service-account <ns/name> the agents' ServiceAccount; tokens of any other are refused
+                                    (default <namespace>/noma-agent)
+  --agent-token-audience <aud>      audience the agents' projected tokens carry (default noma.dev)
+  --agent-heartbeat <duration>      ping interval; an agent missing a pong is dropped (default 10s)
+  --agent-retry <duration>          how often a node whose agent is not connected is retried
+                                    (default 5s)
   --max-nodes-in-maintenance <n>    cap on nodes in maintenance across all NodeMaintenances
                                     (default 10)
   --max-selected-nodes <n>          refuse a NodeMaintenance whose selector matches more nodes
@@ -92,6 +111,12 @@ export function parseConfig(
         identity: { type: 'string' },
         'status-interval': { type: 'string' },
         'log-level': { type: 'string' },
+        'agent-tls-cert': { type: 'string' },
+        'agent-tls-key': { type: 'string' },
+        'agent-service-account': { type: 'string' },
+        'agent-token-audience': { type: 'string' },
+        'agent-heartbeat': { type: 'string' },
+        'agent-retry': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -113,9 +138,19 @@ export function parseConfig(
       `--log-level must be one of trace|debug|info|warn|error, got ${logLevel}`,
     );
   }
+  const namespace = values.namespace ?? env['POD_NAMESPACE'] ?? 'noma-system';
+  const cert = values['agent-tls-cert'];
+  const key = values['agent-tls-key'];
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new ConfigError('--agent-tls-cert and --agent-tls-key go together');
+  }
+  const agentSA = values['agent-service-account'] ?? `${namespace}/noma-agent`;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(agentSA)) {
+    throw new ConfigError(`--agent-service-account must be namespace/name, got ${agentSA}`);
+  }
   return {
     kubeconfig: values.kubeconfig,
-    namespace: values.namespace ?? env['POD_NAMESPACE'] ?? 'noma-system',
+    namespace,
     watchNamespace: values['watch-namespace'],
     httpPort: int('http-port', values['http-port'], 8080, 0),
     agentPort: int('agent-port', values['agent-port'], 8443, 0),
@@ -132,5 +167,11 @@ export function parseConfig(
     identity: values.identity ?? env['POD_NAME'] ?? `${hostname()}-${process.pid}`,
     statusIntervalMs: duration('status-interval', values['status-interval'], 1_000),
     logLevel,
+    agentTlsCert: cert,
+    agentTlsKey: key,
+    agentServiceAccount: agentSA,
+    agentTokenAudience: values['agent-token-audience'] ?? 'noma.dev',
+    agentHeartbeatMs: duration('agent-heartbeat', values['agent-heartbeat'], 10_000),
+    agentRetryMs: duration('agent-retry', values['agent-retry'], 5_000),
   };
 }

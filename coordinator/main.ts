@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 // noma coordinator: watches NodeMaintenance resources and takes nodes through maintenance.
-import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
-import { noAgentLink } from './actions/dispatcher.js';
+import { noAgentLink, type ActionDispatcher } from './actions/dispatcher.js';
+import { authenticateAgent } from './link/auth.js';
+import { LinkDispatcher } from './link/dispatcher.js';
+import { AgentLinkServer } from './link/server.js';
 import { webhookNotifier } from './actions/notify.js';
 import { ConfigError, HELP, parseConfig, type CoordinatorConfig } from './config.js';
 import { Controller } from './controller/controller.js';
@@ -24,7 +28,8 @@ async function main(config: CoordinatorConfig): Promise<void> {
   if (config.kubeconfig === undefined) kc.loadFromCluster();
   else kc.loadFromFile(config.kubeconfig);
 
-  const running: { controller?: Controller } = {};
+  const running: { controller?: Controller; link?: AgentLinkServer; dispatcher?: LinkDispatcher } =
+    {};
   const metrics = createMetrics(() => running.controller);
   const elector = new LeaderElector({
     kc,
@@ -51,6 +56,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
       };
     },
   });
+  health.get('/agents', () => ({ agents: running.link?.agents() ?? [] }));
   await health.listen({ port: config.httpPort, host: '0.0.0.0' });
   const port = (health.server.address() as AddressInfo).port;
   log.info({ version: VERSION, httpPort: port, identity: config.identity }, 'coordinator started');
@@ -60,7 +66,10 @@ async function main(config: CoordinatorConfig): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('shutting down');
+    // Aborts from here on are a shutdown, not a cancel: agents keep running their actions.
+    running.dispatcher?.detach();
     await running.controller?.stop();
+    await running.link?.close();
     await elector.release();
     await health.close();
     process.exit(code);
@@ -69,15 +78,74 @@ async function main(config: CoordinatorConfig): Promise<void> {
   process.on('SIGINT', () => void shutdown(0));
 
   await elector.run(() => void shutdown(1));
+  // Only the leader serves agents: a standby has no port open, so agents retry until they
+  // reach the leader.
+  let dispatcher: ActionDispatcher = noAgentLink;
+  if (config.agentTlsCert !== undefined && config.agentTlsKey !== undefined) {
+    const auth = kc.makeApiClient(AuthenticationV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
+    const expect = {
+      audience: config.agentTokenAudience,
+      serviceAccount: config.agentServiceAccount,
+    };
+    const link = new AgentLinkServer({
+      log: log.child({ component: 'link' }),
+      port: config.agentPort,
+      tls: {
+        cert: await readFile(config.agentTlsCert),
+        key: await readFile(config.agentTlsKey),
+      },
+      heartbeatMs: config.agentHeartbeatMs,
+      registry: metrics.registry,
+      authenticate: (token) =>
+        authenticateAgent(token, expect, {
+          review: async (t, audiences) =>
+            (await auth.createTokenReview({ body: { spec: { token: t, audiences } } })).status,
+          readPod: (namespace, name) =>
+            core.readNamespacedPod({ namespace, name }).catch((err: unknown) => {
+              if ((err as { code?: number }).code === 404) return undefined;
+              throw err;
+            }),
+        }),
+    });
+    const linkDispatcher = new LinkDispatcher({
+      log: log.child({ component: 'dispatch' }),
+      server: link,
+      readNode: (name) =>
+        core.readNode({ name }).catch((err: unknown) => {
+          if ((err as { code?: number }).code === 404) return undefined;
+          throw err;
+        }),
+    });
+    running.link = link;
+    running.dispatcher = linkDispatcher;
+    dispatcher = linkDispatcher;
+    const agentPort = await link.listen();
+    log.info({ agentPort, serviceAccount: expect.serviceAccount }, 'agent link listening');
+  }
   const drainLog = log.child({ component: 'drain' });
   const notifier = webhookNotifier({ url: config.notifyWebhookUrl });
   const controller = new Controller({
     kc,
     log: log.child({ component: 'controller' }),
     nodes: kubeNodeOps(kc),
-    drain: (node, opts, onProgress, signal) =>
-      drainNode({ kc, log: drainLog }, node, opts, onProgress, signal),
-    dispatcher: noAgentLink,
+    drain: async (node, opts, onProgress, signal) => {
+      const end = metrics.drainDuration.startTimer();
+      const observe = (event: string) => {
+        metrics.drainEvents.inc({ event });
+      };
+      const result = await drainNode(
+        { kc, log: drainLog, observe },
+        node,
+        opts,
+        onProgress,
+        signal,
+      );
+      end({ result: result.ok ? 'drained' : 'failed' });
+      return result;
+    },
+    dispatcher,
+    agentRetryMs: config.agentRetryMs,
     notifier: {
       send: async (msg, signal) => {
         const outcome = await notifier.send(msg, signal);

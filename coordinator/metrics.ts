@@ -1,12 +1,14 @@
 // /metrics of the coordinator. Gauges are computed from the runs when scraped, so they can
 // never drift from status.
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { MAINTENANCE_PHASES, NODE_PHASES } from '../shared/api/index.js';
 import type { Controller } from './controller/controller.js';
 
 export interface CoordinatorMetrics {
   readonly registry: Registry;
   readonly notifyFailures: Counter;
+  readonly drainEvents: Counter<'event'>;
+  readonly drainDuration: Histogram<'result'>;
 }
 
 export function createMetrics(controller: () => Controller | undefined): CoordinatorMetrics {
@@ -43,5 +45,18 @@ export function createMetrics(controller: () => Controller | undefined): Coordin
     help: 'Notify actions whose webhook could not be reached',
     registers: [registry],
   });
-  return { registry, notifyFailures };
+  const drainEvents = new Counter({
+    name: 'noma_drain_events_total',
+    help: 'Evictions accepted (evicted), refused by a PodDisruptionBudget (pdb-refused, HTTP 429) and pods deleted after drainTimeout with forceDrain (force-deleted)',
+    labelNames: ['event'],
+    registers: [registry],
+  });
+  const drainDuration = new Histogram({
+    name: 'noma_drain_duration_seconds',
+    help: 'Time to drain a node, by result',
+    labelNames: ['result'],
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+    registers: [registry],
+  });
+  return { registry, notifyFailures, drainEvents, drainDuration };
 }

@@ -9,6 +9,8 @@ export interface NodeActionRequest {
   readonly index: number;
   readonly action: Action;
   readonly signal: AbortSignal;
+  /** Reboot: the Node's status.nodeInfo.bootID before the reboot (from status). */
+  readonly bootIDBeforeReboot?: string;
 }
 
 export type NodeActionOutcome =

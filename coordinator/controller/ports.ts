@@ -3,6 +3,7 @@
 import type { DrainOptions, DrainProgress, DrainResult } from '../drain/drain.js';
 
 export type { DrainProgress };
+export type DrainOutcome = DrainResult;
 
 /** What a maintenance asks of the drain engine (coordinator/drain). */
 export type DrainRequest = Pick<

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node } from '@kubernetes/client-node';
 import type { NodeMaintenance, NodeMaintenanceStatus, NodeStatus } from '../../shared/api/index.js';
-import { parseDuration } from '../../shared/duration.js';
+import { backoffMs, parseDuration } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
 import { MAINTENANCE_TAINT, maintenanceLabelValue } from '../../shared/maintenance-keys.js';
 import { actionId, NODE_LOCAL_ACTIONS, type ActionDispatcher } from '../actions/dispatcher.js';
@@ -21,7 +21,7 @@ import {
   setCondition,
   transition,
 } from './model.js';
-import type { DrainFn, DrainProgress } from './ports.js';
+import type { DrainFn, DrainOutcome, DrainProgress } from './ports.js';
 import type { StatusStore } from './status-store.js';
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 30 * 60_000;
@@ -363,13 +363,17 @@ export class MaintenanceRun {
         );
       }
       this.blockedBy.set(name, blocker);
-      void this.setNode(name, { ...this.node(name), drain: p }, true);
+      // A drain resumed after a restart sees only the pods still there; keep the first total.
+      const before = this.node(name).drain;
+      const total = Math.max(before?.total ?? 0, p.total);
+      const drain = { ...p, total, evicted: total - p.pending };
+      void this.setNode(name, { ...this.node(name), drain }, true);
     };
     const timeoutMs =
       opts.drainTimeout === undefined
         ? DEFAULT_DRAIN_TIMEOUT_MS
         : (parseDuration(opts.drainTimeout) ?? DEFAULT_DRAIN_TIMEOUT_MS);
-    const result = await this.deps.drain(
+    const result = await this.drainWithRetry(
       name,
       {
         drainNonGpuPods: opts.drainNonGpuPods === true,
@@ -401,6 +405,23 @@ export class MaintenanceRun {
     }
   }
 
+  /**
+   * The drain engine throws only when it cannot even list the node's pods (nothing evicted
+   * yet): that is the API server being away, so try again instead of failing the node.
+   */
+  private async drainWithRetry(...args: Parameters<DrainFn>): Promise<DrainOutcome> {
+    const signal = args[3];
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.deps.drain(...args);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        this.log.warn({ err, node: args[0], attempt }, 'drain could not start; retrying');
+        await sleep(backoffMs(attempt, { baseMs: 1_000, maxMs: 30_000 }), undefined, { signal });
+      }
+    }
+  }
+
   private async runAction(name: string, index: number, signal: AbortSignal): Promise<void> {
     const action = this.cr.spec.actions[index];
     if (action === undefined) return;
@@ -411,6 +432,12 @@ export class MaintenanceRun {
       node.actionID === undefined
     ) {
       const attempt = 1;
+      // Read before the reboot is sent and kept in status: "the node came back" means a bootID
+      // other than this one, also for a coordinator restarted mid-reboot.
+      const bootID =
+        action.type === 'Reboot'
+          ? (await this.deps.nodes.read(name))?.status?.nodeInfo?.bootID
+          : undefined;
       // The ID is in status before anything is sent: a restarted coordinator re-sends the same
       // ID, and the agent's ledger makes the second send return the first result.
       node = transition(node, 'InAction', this.deps.now(), {
@@ -418,6 +445,7 @@ export class MaintenanceRun {
         currentActionType: action.type,
         actionID: actionId(this.uid, name, index, attempt),
         attempt,
+        ...(bootID === undefined ? {} : { bootIDBeforeReboot: bootID }),
       });
       await this.setNode(name, node);
       this.event(
@@ -512,6 +540,9 @@ export class MaintenanceRun {
         index,
         action,
         signal,
+        ...(node.bootIDBeforeReboot === undefined
+          ? {}
+          : { bootIDBeforeReboot: node.bootIDBeforeReboot }),
       });
       if (signal.aborted) return;
       if (outcome.kind === 'unavailable') {

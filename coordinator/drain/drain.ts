@@ -69,6 +69,8 @@ export interface DrainDeps {
   events?: (type: EventType, reason: string, message: string, pod?: V1Pod) => Promise<void>;
   /** Injectable for tests; defaults to Math.random. */
   random?: () => number;
+  /** Told about each accepted eviction, each refusal by a PDB (429) and each forced delete. */
+  observe?: (event: 'evicted' | 'pdb-refused' | 'force-deleted') => void;
 }
 
 export const DEFAULT_CONCURRENCY = 10;
@@ -369,6 +371,7 @@ class NodeDrain {
           deleteOptions: { preconditions: { uid: t.uid } },
         },
       });
+      this.#deps.observe?.('evicted');
       return { kind: 'accepted' };
     } catch (err) {
       return this.#classify(t, err);
@@ -396,6 +399,7 @@ class NodeDrain {
           // API Priority and Fairness throttling, not a PDB.
           return { kind: 'retry', note: message, ...retryAfterField(retryAfter) };
         }
+        this.#deps.observe?.('pdb-refused');
         const blocker = await this.#pdbBlocker(t.pod, status);
         return { kind: 'retry', blocker, note: message, ...retryAfterField(retryAfter) };
       }
@@ -472,6 +476,7 @@ class NodeDrain {
               namespace: t.pod.metadata?.namespace ?? '',
               body: { preconditions: { uid: t.uid } },
             });
+            this.#deps.observe?.('force-deleted');
             this.#unblock(t);
           } catch (err) {
             const http = httpError(err);

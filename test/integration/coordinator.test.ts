@@ -225,6 +225,13 @@ describe('coordinator', () => {
     expect(webhook.posts.filter((p) => p.channel === '#gpu-ops')).toHaveLength(2);
     const reasons = (await eventsFor('full')).map((e) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining(['Cordoned', 'Drained', 'Completed']));
+
+    const metrics = await (await fetch(`${coordinator.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/noma_drain_events_total\{event="evicted"\} [2-9]/);
+    expect(metrics).toMatch(/noma_maintenances\{phase="Completed"\} [1-9]/);
+    expect(metrics).toMatch(/noma_drain_duration_seconds_count\{result="drained"\} [2-9]/);
+    const ready = await fetch(`${coordinator.baseUrl}/readyz`);
+    expect(await ready.json()).toMatchObject({ ready: true, role: 'leader' });
   });
 
   it('fails a maintenance whose selector matches nothing, saying so', async () => {

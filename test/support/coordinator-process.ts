@@ -17,19 +17,15 @@ export async function startCoordinator(
   kubeconfig: string,
   args: string[],
   timeoutMs = 30_000,
+  /** Run dist/coordinator/main.js (the benchmark: no transpiler in the measured process). */
+  fromDist = false,
 ): Promise<CoordinatorProcess> {
+  const entry = fromDist
+    ? ['dist/coordinator/main.js']
+    : ['--import', 'tsx', 'coordinator/main.ts'];
   const proc = spawn(
     process.execPath,
-    [
-      '--import',
-      'tsx',
-      'coordinator/main.ts',
-      '--kubeconfig',
-      kubeconfig,
-      '--http-port',
-      '0',
-      ...args,
-    ],
+    [...entry, '--kubeconfig', kubeconfig, '--http-port', '0', ...args],
     {
       cwd: ROOT,
       env: { ...process.env, NOMA_LOG_LEVEL: 'info' },

@@ -1,0 +1,298 @@
+// fleet: N lightweight simulated agents (the real protocol over TLS, real node-bound
+// ServiceAccount tokens checked by TokenReview) connected to one real coordinator process; one
+// NodeMaintenance dispatches a Run to all of them. Prints, per N: time until every agent is
+// connected, time from the NodeMaintenance's creation until every node's result (exit code and
+// output tail) is in its status, and the coordinator's RSS and CPU.
+//   npm run bench -- fleet [--sizes 100,500] [--isolated]
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs, promisify } from 'node:util';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import pLimit from 'p-limit';
+import WebSocket from 'ws';
+import { GROUP, PLURAL, VERSION, type NodeMaintenance } from '../shared/api/index.js';
+import {
+  AGENT_LINK_PATH,
+  COORDINATOR_SENDS,
+  decodeFrame,
+  encode,
+  NODE_HEADER,
+} from '../shared/protocol.js';
+import { down, up } from '../test/cluster/cluster.js';
+import { startCoordinator, type CoordinatorProcess } from '../test/support/coordinator-process.js';
+import {
+  AGENT_SA,
+  ensureServiceAccount,
+  freePort,
+  nodeBoundToken,
+  writeLinkTls,
+} from '../test/support/link.js';
+
+const CLK_TCK = 100;
+
+interface ProcSample {
+  rssMiB: number;
+  cpuS: number;
+}
+
+function sample(pid: number): ProcSample {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  // Fields after the command name (which may contain spaces): utime is the 14th field overall.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(rest[11]) + Number(rest[12]);
+  return { rssMiB: rssKiB / 1024, cpuS: ticks / CLK_TCK };
+}
+
+/** A simulated agent: hello, then answer every Run with a result, as the real agent would. */
+function simAgent(
+  url: string,
+  ca: Buffer,
+  node: string,
+  token: string,
+): Promise<{ ws: WebSocket; connectedMs: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url}${AGENT_LINK_PATH}`, {
+      ca,
+      headers: { authorization: `Bearer ${token}`, [NODE_HEADER]: node },
+      perMessageDeflate: false,
+      handshakeTimeout: 60_000,
+    });
+    ws.on('error', reject);
+    ws.on('unexpected-response', (_req, res) => {
+      reject(
+        new Error(`${node}: HTTP ${res.statusCode ?? 0} ${String(res.headers['x-noma-reason'])}`),
+      );
+    });
+    ws.on('open', () => {
+      ws.send(
+        encode('hello', {
+          node,
+          bootID: `boot-${node}`,
+          version: 'bench',
+          inventory: { driver: 'present', gpus: [] },
+          actions: [],
+        }),
+      );
+    });
+    const done = new Set<string>();
+    ws.on('message', (data: Buffer) => {
+      const d = decodeFrame(data.toString('utf8'), COORDINATOR_SENDS);
+      if (!d.ok) return;
+      const msg = d.message;
+      if (msg.type === 'welcome') resolve({ ws, connectedMs: performance.now() - t0 });
+      if (msg.type === 'action.start') {
+        const startedAt = new Date().toISOString();
+        done.add(msg.id);
+        ws.send(
+          encode('action.result', {
+            id: msg.id,
+            outcome: 'succeeded',
+            exitCode: 0,
+            outputTail: `ran on ${node}\n`,
+            message: 'exit code 0',
+            startedAt,
+            finishedAt: new Date().toISOString(),
+          }),
+        );
+      }
+    });
+  });
+}
+
+async function runSize(
+  n: number,
+  kubeconfig: string,
+): Promise<{
+  connectS: number;
+  dispatchS: number;
+  idle: ProcSample;
+  peakRss: number;
+  cpuS: number;
+}> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const id = Math.random().toString(16).slice(2, 8);
+  const ns = `bench-fleet-${id}`;
+  const nodes = Array.from({ length: n }, (_, i) => `fleet-${id}-${String(i).padStart(4, '0')}`);
+  const limit = pLimit(16);
+  const tls = await writeLinkTls();
+  let coordinator: CoordinatorProcess | undefined;
+  const sockets: WebSocket[] = [];
+  try {
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    await ensureServiceAccount(kc, ns);
+    const t0 = performance.now();
+    const tokens = await Promise.all(
+      nodes.map((name) =>
+        limit(async () => {
+          await core.createNode({
+            body: {
+              metadata: {
+                name,
+                annotations: { 'kwok.x-k8s.io/node': 'fake' },
+                labels: { 'kubernetes.io/hostname': name, 'noma.dev/bench': id },
+              },
+              status: {
+                capacity: { cpu: '8', memory: '64Gi', pods: '110' },
+                allocatable: { cpu: '8', memory: '64Gi', pods: '110' },
+              },
+            },
+          });
+          return nodeBoundToken(kc, ns, name);
+        }),
+      ),
+    );
+    console.log(
+      `  n=${n}: ${n} nodes, pods and tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    const port = await freePort();
+    coordinator = await startCoordinator(
+      kubeconfig,
+      [
+        '--namespace',
+        ns,
+        '--watch-namespace',
+        ns,
+        '--lease-name',
+        `fleet-${id}`,
+        '--agent-port',
+        String(port),
+        '--agent-tls-cert',
+        tls.certFile,
+        '--agent-tls-key',
+        tls.keyFile,
+        '--agent-service-account',
+        `${ns}/${AGENT_SA}`,
+        '--max-selected-nodes',
+        String(n),
+        '--max-nodes-in-maintenance',
+        String(n),
+        '--status-interval',
+        '1s',
+      ],
+      60_000,
+      true,
+    );
+    const pid = coordinator.proc.pid ?? 0;
+    const ca = readFileSync(tls.caFile);
+    const url = `wss://localhost:${port}`;
+    const c0 = performance.now();
+    const connectLimit = pLimit(64);
+    const agents = await Promise.all(
+      nodes.map((node, i) => connectLimit(() => simAgent(url, ca, node, tokens[i] ?? ''))),
+    );
+    const connectS = (performance.now() - c0) / 1000;
+    sockets.push(...agents.map((a) => a.ws));
+    await sleep(2_000);
+    const idle = sample(pid);
+
+    const name = `fleet-${id}`;
+    const cpu0 = sample(pid).cpuS;
+    const d0 = performance.now();
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: ns,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'NodeMaintenance',
+        metadata: { name },
+        spec: {
+          operationName: 'bench-fleet',
+          linearTicket: 'ENG-5',
+          nodeSelector: `noma.dev/bench=${id}`,
+          actions: [{ type: 'Run', run: { command: ['nvidia-smi', '-L'] } }],
+        },
+      },
+    });
+    let peakRss = idle.rssMiB;
+    const deadline = Date.now() + 15 * 60_000;
+    let doneCount = 0;
+    for (;;) {
+      peakRss = Math.max(peakRss, sample(pid).rssMiB);
+      const m = (await custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: ns,
+        name,
+      })) as NodeMaintenance;
+      doneCount = (m.status?.nodes ?? []).filter(
+        (s) => s.phase === 'Succeeded' && s.lastExitCode === 0 && s.outputTail !== undefined,
+      ).length;
+      if (doneCount === n) break;
+      if (m.status?.phase === 'Failed')
+        throw new Error(`maintenance failed: ${JSON.stringify(m.status.conditions)}`);
+      if (Date.now() > deadline) throw new Error(`only ${doneCount}/${n} results after 15 min`);
+      await sleep(250);
+    }
+    const dispatchS = (performance.now() - d0) / 1000;
+    const cpuS = sample(pid).cpuS - cpu0;
+    return { connectS, dispatchS, idle, peakRss, cpuS };
+  } finally {
+    for (const ws of sockets) ws.terminate();
+    await coordinator?.kill('SIGTERM');
+    await core.deleteNamespace({ name: ns }).catch(() => undefined);
+    await Promise.all(
+      nodes.map((name) => limit(() => core.deleteNode({ name }).catch(() => undefined))),
+    );
+    rmSync(tls.dir, { recursive: true, force: true });
+  }
+}
+
+export default async function fleet(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      sizes: { type: 'string', default: '100,500' },
+      isolated: { type: 'boolean', default: false },
+    },
+  });
+  const sizes = values.sizes.split(',').map(Number);
+  if (sizes.some((s) => !Number.isInteger(s) || s < 1)) throw new Error('--sizes: e.g. 100,500');
+  const privateDir = values.isolated ? mkdtempSync(join(tmpdir(), 'noma-bench-fleet-')) : undefined;
+  const cluster = privateDir === undefined ? await up() : await up(privateDir);
+  // The coordinator runs from dist, as it does in production: build it first.
+  await promisify(execFile)(process.execPath, [
+    'node_modules/typescript/bin/tsc',
+    '-p',
+    'tsconfig.build.json',
+  ]);
+  const rows: string[] = [];
+  let last: { n: number; dispatchS: number; rss: number } | undefined;
+  try {
+    for (const n of sizes) {
+      const r = await runSize(n, cluster.kubeconfig);
+      rows.push(
+        `| ${n} | ${r.connectS.toFixed(2)} | ${r.dispatchS.toFixed(2)} | ${r.idle.rssMiB.toFixed(0)} | ${r.peakRss.toFixed(0)} | ${r.cpuS.toFixed(1)} |`,
+      );
+      last = { n, dispatchS: r.dispatchS, rss: r.peakRss };
+      console.log(`  n=${n}: ${rows.at(-1) ?? ''}`);
+    }
+  } finally {
+    if (privateDir !== undefined) {
+      await down(privateDir);
+      rmSync(privateDir, { recursive: true, force: true });
+    }
+  }
+  console.log('');
+  console.log(
+    '| agents | connect all (s) | NodeMaintenance created → every result in status (s) | coordinator RSS idle (MiB) | RSS peak (MiB) | coordinator CPU during dispatch (s) |',
+  );
+  console.log('|---:|---:|---:|---:|---:|---:|');
+  for (const row of rows) console.log(row);
+  if (last !== undefined) {
+    console.log(
+      `RESULT fleet n=${last.n} dispatch_to_status_s=${last.dispatchS.toFixed(2)} coordinator_rss_mib=${last.rss.toFixed(0)}`,
+    );
+  }
+}

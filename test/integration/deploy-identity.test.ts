@@ -1,0 +1,365 @@
+// deploy/ on the real API server: its CRD, RBAC and admission policy are applied, then the
+// agent and the coordinator run as local processes with tokens of deploy/'s own
+// ServiceAccounts (not admin) through a maintenance. The agent's identity is held to its own
+// Node by the ValidatingAdmissionPolicy, like NodeRestriction holds a kubelet.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Node,
+} from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { GROUP, PLURAL, VERSION, type NodeMaintenance } from '../../shared/api/index.js';
+import { startAgent, type AgentProcess } from '../support/agent-process.js';
+import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import {
+  AGENT_SERVICE_ACCOUNT,
+  COORDINATOR_SERVICE_ACCOUNT,
+  DEPLOY_DIR,
+  NOMA_NAMESPACE,
+  applyObjects,
+  deployObjects,
+  isWorkload,
+  labelRulesText,
+} from '../support/deploy.js';
+import { container, GPU } from '../support/drain-fixtures.js';
+import { mintToken, writeTokenKubeconfig } from '../support/identity.js';
+import {
+  adminKubeConfig,
+  createNamespace,
+  createSimNode,
+  deleteSimNode,
+  uniqueName,
+  waitFor,
+} from '../support/kube.js';
+
+const run = promisify(execFile);
+const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+const admin = adminKubeConfig();
+const core = admin.makeApiClient(CoreV1Api);
+const dir = mkdtempSync(join(tmpdir(), 'noma-deploy-'));
+let ns: Awaited<ReturnType<typeof createNamespace>>;
+const nodeA = uniqueName('deploy-gpu');
+const nodeB = uniqueName('deploy-other');
+const agentPod = uniqueName('noma-agent');
+const kubeconfigs = { agent: '', agentUnbound: '', coordinator: '' };
+let agent: AgentProcess | undefined;
+let coordinator: CoordinatorProcess | undefined;
+
+function client(file: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(file);
+  return kc;
+}
+
+/** The HTTP status of a refused call (client-node's ApiException carries `code`). */
+async function refusal(call: Promise<unknown>): Promise<{ code: number; body: string }> {
+  try {
+    await call;
+  } catch (err) {
+    const e = err as { code?: number; body?: unknown };
+    return {
+      code: e.code ?? 0,
+      body: typeof e.body === 'string' ? e.body : JSON.stringify(e.body),
+    };
+  }
+  throw new Error('the call was allowed');
+}
+
+const labelPatch = (key: string) => ({ metadata: { labels: { [key]: 'x' } } });
+
+beforeAll(async () => {
+  await applyObjects(
+    admin,
+    deployObjects().filter((o) => !isWorkload(o)),
+    'noma-deploy-test',
+  );
+  ns = await createNamespace('deploy');
+  await createSimNode(nodeA, { capacity: { [GPU]: '8' } });
+  await createSimNode(nodeB);
+  // The DaemonSet's pod on nodeA, as far as identity goes: the agent's ServiceAccount, on nodeA.
+  const pod = await core.createNamespacedPod({
+    namespace: NOMA_NAMESPACE,
+    body: {
+      metadata: { name: agentPod, labels: { 'noma.dev/test': 'deploy-identity' } },
+      spec: {
+        nodeName: nodeA,
+        serviceAccountName: AGENT_SERVICE_ACCOUNT,
+        tolerations: [{ operator: 'Exists' }],
+        containers: [{ name: 'agent', image: 'noma:test' }],
+      },
+    },
+  });
+  const boundPod = { name: agentPod, uid: pod.metadata?.uid ?? '' };
+  kubeconfigs.agent = writeTokenKubeconfig(
+    admin,
+    await mintToken(admin, NOMA_NAMESPACE, AGENT_SERVICE_ACCOUNT, { boundPod }),
+    join(dir, 'agent.kubeconfig'),
+    'noma-agent',
+  );
+  kubeconfigs.agentUnbound = writeTokenKubeconfig(
+    admin,
+    await mintToken(admin, NOMA_NAMESPACE, AGENT_SERVICE_ACCOUNT),
+    join(dir, 'agent-unbound.kubeconfig'),
+    'noma-agent-unbound',
+  );
+  kubeconfigs.coordinator = writeTokenKubeconfig(
+    admin,
+    await mintToken(admin, NOMA_NAMESPACE, COORDINATOR_SERVICE_ACCOUNT),
+    join(dir, 'coordinator.kubeconfig'),
+    'noma-coordinator',
+  );
+});
+
+afterAll(async () => {
+  await agent?.stop();
+  await coordinator?.kill('SIGTERM');
+  await core
+    .deleteNamespacedPod({ name: agentPod, namespace: NOMA_NAMESPACE, gracePeriodSeconds: 0 })
+    .catch(() => undefined);
+  await deleteSimNode(nodeA);
+  await deleteSimNode(nodeB);
+  await ns.remove();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('deploy/', () => {
+  it('passes `kubectl apply --dry-run=server -k deploy/`, and the tests load what kustomize builds', async () => {
+    const kubectl = await run('kubectl', ['version', '--client']).catch(() => undefined);
+    if (kubectl === undefined) {
+      throw new Error('kubectl is needed for this test (it runs `kubectl apply -k deploy/`)');
+    }
+    const kcArg = ['--kubeconfig', inject('kubeconfig')];
+    const { stdout } = await run('kubectl', [
+      ...kcArg,
+      'apply',
+      '--dry-run=server',
+      '-k',
+      DEPLOY_DIR,
+    ]);
+    for (const kind of ['daemonset.apps/noma-agent', 'deployment.apps/noma-coordinator']) {
+      expect(stdout).toContain(`${kind} created (server dry run)`);
+    }
+    expect(stdout).toContain(
+      'validatingadmissionpolicy.admissionregistration.k8s.io/noma-agent-node-restriction',
+    );
+    const built = await run('kubectl', ['kustomize', DEPLOY_DIR], { maxBuffer: 16 << 20 });
+    const kinds = (text: string) =>
+      text
+        .split(/^---$/m)
+        .map((doc) => {
+          const kind = /^kind: (\S+)$/m.exec(doc)?.[1];
+          const name = /^ {2}name: (\S+)$/m.exec(doc)?.[1];
+          return `${kind ?? '?'}/${name ?? '?'}`;
+        })
+        .sort();
+    expect(
+      deployObjects()
+        .map((o) => `${o.kind}/${o.metadata.name}`)
+        .sort(),
+    ).toEqual(kinds(built.stdout));
+  });
+});
+
+describe("the agent's identity (deploy/'s noma-agent ServiceAccount, token bound to a pod on its node)", () => {
+  it('may label its own node', async () => {
+    const api = client(kubeconfigs.agent).makeApiClient(CoreV1Api);
+    const node = await api.patchNode({ name: nodeA, body: labelPatch('example.com/own') }, MERGE);
+    expect(node.metadata?.labels?.['example.com/own']).toBe('x');
+  });
+
+  it('may not label another node (ValidatingAdmissionPolicy)', async () => {
+    const api = client(kubeconfigs.agent).makeApiClient(CoreV1Api);
+    const { code, body } = await refusal(
+      api.patchNode({ name: nodeB, body: labelPatch('example.com/other') }, MERGE),
+    );
+    expect(code).toBe(403);
+    expect(body).toContain('noma-agent-node-restriction');
+    expect(body).toContain(`may not modify node ${nodeB}`);
+    const other = await core.readNode({ name: nodeB });
+    expect(other.metadata?.labels?.['example.com/other']).toBeUndefined();
+  });
+
+  it('may not cordon, taint or change the status of its own node', async () => {
+    const api = client(kubeconfigs.agent).makeApiClient(CoreV1Api);
+    const cordon = await refusal(
+      api.patchNode({ name: nodeA, body: { spec: { unschedulable: true } } }, MERGE),
+    );
+    expect(cordon.code).toBe(403);
+    expect(cordon.body).toContain('only the labels and annotations');
+    const status = await refusal(
+      api.patchNodeStatus(
+        { name: nodeA, body: { status: { nodeInfo: { bootID: 'forged' } } } },
+        MERGE,
+      ),
+    );
+    expect(status.code).toBe(403);
+    expect((await core.readNode({ name: nodeA })).spec?.unschedulable).not.toBe(true);
+  });
+
+  it('may modify no node with a token that is not bound to a pod on a node', async () => {
+    const api = client(kubeconfigs.agentUnbound).makeApiClient(CoreV1Api);
+    const { code, body } = await refusal(
+      api.patchNode({ name: nodeA, body: labelPatch('example.com/unbound') }, MERGE),
+    );
+    expect(code).toBe(403);
+    expect(body).toContain('not bound to a pod on a node');
+  });
+
+  it('may not read Secrets, create pods or delete nodes', async () => {
+    const api = client(kubeconfigs.agent).makeApiClient(CoreV1Api);
+    expect((await refusal(api.listNamespacedSecret({ namespace: NOMA_NAMESPACE }))).code).toBe(403);
+    expect((await refusal(api.listSecretForAllNamespaces())).code).toBe(403);
+    expect((await refusal(api.readNamespacedSecret({ name: 'x', namespace: ns.name }))).code).toBe(
+      403,
+    );
+    const pod = {
+      metadata: { name: 'sneaky' },
+      spec: { nodeName: nodeB, containers: [{ name: 'c', image: 'noma:test' }] },
+    };
+    expect((await refusal(api.createNamespacedPod({ namespace: ns.name, body: pod }))).code).toBe(
+      403,
+    );
+    expect((await refusal(api.deleteNode({ name: nodeA }))).code).toBe(403);
+  });
+});
+
+describe("the coordinator's identity (deploy/'s noma-coordinator ServiceAccount)", () => {
+  it('may not read Secrets outside its TLS Secret, create pods, or take Leases elsewhere', async () => {
+    const kc = client(kubeconfigs.coordinator);
+    const api = kc.makeApiClient(CoreV1Api);
+    expect((await refusal(api.listSecretForAllNamespaces())).code).toBe(403);
+    expect((await refusal(api.readNamespacedSecret({ name: 'x', namespace: ns.name }))).code).toBe(
+      403,
+    );
+    const pod = { metadata: { name: 'sneaky' }, spec: { containers: [{ name: 'c', image: 'x' }] } };
+    expect((await refusal(api.createNamespacedPod({ namespace: ns.name, body: pod }))).code).toBe(
+      403,
+    );
+    const leases = kc.makeApiClient(CoordinationV1Api);
+    const lease = { metadata: { name: 'noma-coordinator' }, spec: {} };
+    expect(
+      (await refusal(leases.createNamespacedLease({ namespace: ns.name, body: lease }))).code,
+    ).toBe(403);
+  });
+});
+
+describe('a full maintenance with the manifests’ identities', () => {
+  it('labels the node (agent), then cordons, drains and returns it to service (coordinator)', async () => {
+    // The rules of deploy/'s ConfigMap, as the DaemonSet mounts them.
+    const rulesFile = join(dir, 'rules.yaml');
+    writeFileSync(rulesFile, labelRulesText());
+    agent = await startAgent({
+      nodeName: nodeA,
+      kubeconfig: kubeconfigs.agent,
+      fixture: 'h100-sxm-x8.csv',
+      args: ['--rules', rulesFile],
+    });
+    const labeled = await waitFor(`labels on ${nodeA}`, async () => {
+      const node = await core.readNode({ name: nodeA });
+      return node.metadata?.labels?.['gpu.count'] === '8' ? node : undefined;
+    });
+    expect(labeled.metadata?.labels?.['gpu.h100']).toBe('true');
+    expect(labeled.metadata?.labels?.['hardware.tier']).toBe('high-performance');
+
+    // A GPU workload on the node, for the drain to evict through the Eviction API.
+    const apps = admin.makeApiClient(AppsV1Api);
+    const rs = uniqueName('gpu-job');
+    await apps.createNamespacedReplicaSet({
+      namespace: ns.name,
+      body: {
+        metadata: { name: rs },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { app: rs } },
+          template: {
+            metadata: { labels: { app: rs } },
+            spec: { nodeSelector: { 'kubernetes.io/hostname': nodeA }, containers: [container(1)] },
+          },
+        },
+      },
+    });
+    const first = await waitFor('GPU pod running on the node', async () => {
+      const pods = await core.listNamespacedPod({ namespace: ns.name, labelSelector: `app=${rs}` });
+      return pods.items.find((p) => p.spec?.nodeName === nodeA && p.status?.phase === 'Running');
+    });
+
+    const identity = uniqueName('coordinator');
+    coordinator = await startCoordinator(kubeconfigs.coordinator, [
+      '--namespace',
+      NOMA_NAMESPACE,
+      '--watch-namespace',
+      ns.name,
+      '--identity',
+      identity,
+      '--lease-duration',
+      '3s',
+      '--status-interval',
+      '200ms',
+    ]);
+    const custom = admin.makeApiClient(CustomObjectsApi);
+    const name = uniqueName('complete');
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: ns.name,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'NodeMaintenance',
+        metadata: { name },
+        spec: {
+          operationName: 'deploy-identity',
+          linearTicket: 'ENG-6',
+          nodeSelector: `kubernetes.io/hostname in (${nodeA})`,
+          actions: [{ type: 'Complete' }],
+        },
+      },
+    });
+    const done = await waitFor(
+      'NodeMaintenance Completed',
+      async () => {
+        const nm = (await custom.getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ns.name,
+          name,
+        })) as NodeMaintenance;
+        if (nm.status?.phase === 'Failed') {
+          throw new Error(`maintenance failed: ${JSON.stringify(nm.status)}`);
+        }
+        return nm.status?.phase === 'Completed' ? nm : undefined;
+      },
+      45_000,
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}\ncoordinator logs:\n${coordinator?.logs.join('\n') ?? ''}`);
+    });
+    const status = done.status?.nodes?.[0];
+    expect(status?.phase).toBe('Succeeded');
+    expect(status?.drain?.evicted).toBe(1);
+    const pods = await core.listNamespacedPod({ namespace: ns.name, labelSelector: `app=${rs}` });
+    expect(pods.items.map((p) => p.metadata?.uid)).not.toContain(first.metadata?.uid);
+
+    const node: V1Node = await core.readNode({ name: nodeA });
+    expect(node.spec?.unschedulable).not.toBe(true);
+    expect(node.spec?.taints ?? []).not.toContainEqual(
+      expect.objectContaining({ key: 'noma.dev/maintenance' }),
+    );
+    expect(node.metadata?.labels?.['gpu.count']).toBe('8');
+    const lease = await admin
+      .makeApiClient(CoordinationV1Api)
+      .readNamespacedLease({ name: 'noma-coordinator', namespace: NOMA_NAMESPACE });
+    expect(lease.spec?.holderIdentity).toBe(identity);
+  });
+});
