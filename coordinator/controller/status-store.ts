@@ -59,7 +59,6 @@ export function createStatusStore(opts: {
 }): StatusStore {
   let current = opts.initial;
   let written: Record<string, unknown> = { ...opts.initial };
-  let chain: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   let writes = 0;
 
@@ -79,27 +78,52 @@ export function createStatusStore(opts: {
     return Object.keys(patch).length === 0 ? undefined : patch;
   };
 
-  const enqueueWrite = (): Promise<void> => {
-    chain = chain.then(async () => {
-      const patch = diff();
-      if (patch === undefined) return;
-      const snapshot = { ...current } as Record<string, unknown>;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await opts.write(patch);
-          writes++;
-          written = snapshot;
-          return;
-        } catch (err) {
-          if ((err as { code?: unknown }).code === 404) return; // the object is gone
-          // The status is the only record of progress: keep trying while the API server is
-          // away rather than lose a transition.
-          opts.log.warn({ err, attempt }, 'status write failed; retrying');
-          await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
-        }
+  const writeDiff = async (): Promise<void> => {
+    const patch = diff();
+    if (patch === undefined) return;
+    const snapshot = { ...current } as Record<string, unknown>;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await opts.write(patch);
+        writes++;
+        written = snapshot;
+        return;
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 404) return; // the object is gone
+        // The status is the only record of progress: keep trying while the API server is
+        // away rather than lose a transition.
+        opts.log.warn({ err, attempt }, 'status write failed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
       }
-    });
-    return chain;
+    }
+  };
+
+  // Group commit: one write in flight at a time, and every change made while it is in flight
+  // goes out together in the one write after it. (A queue of one write per commit would let
+  // each node's next change trail the others' and serialize a 100-node maintenance.)
+  let inFlight = false;
+  let waiting: { promise: Promise<void>; resolve: () => void } | undefined;
+  const runWrites = async (): Promise<void> => {
+    inFlight = true;
+    while (waiting !== undefined) {
+      const batch = waiting;
+      waiting = undefined;
+      await writeDiff();
+      batch.resolve();
+    }
+    inFlight = false;
+  };
+  const enqueueWrite = (): Promise<void> => {
+    if (waiting === undefined) {
+      let resolve: () => void = () => undefined;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      waiting = { promise, resolve };
+    }
+    const { promise } = waiting;
+    if (!inFlight) void runWrites();
+    return promise;
   };
 
   return {
