@@ -26,6 +26,8 @@ export interface AgentConfig {
   readonly workDir: string;
   readonly hostWorkDir: string;
   readonly bootIdFile: string;
+  /** Executor local: the simulated machine reboots when this file appears. */
+  readonly rebootRequestFile: string | undefined;
   readonly coordinatorUnreachableMs: number;
 }
 
@@ -156,7 +158,14 @@ export const FLAGS = [
     env: 'NOMA_BOOT_ID_FILE',
     default: '/proc/sys/kernel/random/boot_id',
     arg: '<file>',
-    help: "Where the current boot ID is read. With --executor local it is created if missing and a simulated reboot writes a new one (and sets the Node's status.nodeInfo.bootID).",
+    help: 'Where the current boot ID is read. With --executor local the simulated machine owns it (created if missing).',
+  },
+  {
+    flag: 'reboot-request-file',
+    env: 'NOMA_REBOOT_REQUEST_FILE',
+    default: undefined,
+    arg: '<file>',
+    help: 'Executor local only: a Reboot creates this file (holding the current boot ID) and waits for the simulated machine to stop the agent and boot again (new boot ID). Unset: Reboot fails.',
   },
   {
     flag: 'coordinator-unreachable-threshold',
@@ -298,6 +307,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     workDir,
     hostWorkDir: get('host-work-dir') ?? workDir,
     bootIdFile: get('boot-id-file') ?? '',
+    rebootRequestFile: get('reboot-request-file'),
     coordinatorUnreachableMs: durationMs(
       'coordinator-unreachable-threshold',
       get('coordinator-unreachable-threshold') ?? '',

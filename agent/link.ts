@@ -100,18 +100,8 @@ export class AgentLink {
       progress: (p) => {
         this.send('action.progress', p);
       },
-      // Simulated reboot: begin again exactly as the agent of the next boot would.
-      afterReboot: () => void this.restart(),
     });
     this.connect();
-  }
-
-  private async restart(): Promise<void> {
-    this.opts.log.info('simulated reboot: starting over with the new boot');
-    this.dropSocket();
-    await this.runner?.stop();
-    if (this.stopped) return;
-    await this.start();
   }
 
   state(): LinkState {

@@ -17,14 +17,11 @@ import { prepareStateDir, readOwnedLabels, writeOwnedLabels } from './state.js';
 import { LocalExecutor, NsenterExecutor, type HostExecutor } from './actions/executor.js';
 import { AgentLink } from './link.js';
 
-function executorFor(config: AgentConfig, kube: KubeClient): HostExecutor {
+function executorFor(config: AgentConfig): HostExecutor {
   if (config.executor === 'host') {
     return new NsenterExecutor(config.workDir, config.hostWorkDir, config.bootIdFile);
   }
-  return new LocalExecutor(config.workDir, config.bootIdFile, async (bootID) => {
-    // The kubelet of a real node would report the new boot; a simulated node needs telling.
-    await kube.patchNodeStatusMerge(config.nodeName, { status: { nodeInfo: { bootID } } });
-  });
+  return new LocalExecutor(config.workDir, config.bootIdFile, config.rebootRequestFile);
 }
 
 function kubeAccess(config: AgentConfig): Promise<KubeAccess> {
@@ -107,7 +104,7 @@ async function main(): Promise<number> {
           caFile: config.coordinatorCa,
           tokenFile: config.tokenFile,
           stateDir: config.stateDir,
-          executor: executorFor(config, kube),
+          executor: executorFor(config),
           inventory: () => {
             const s = agent.status();
             return s.inventory === null ? null : { ...s.inventory, host: s.host };

@@ -58,8 +58,6 @@ export async function measureCordonLatency(opts: {
     namespace,
     '--lease-name',
     `${namespace}-bench`,
-    '--log-level',
-    'warn',
   ]);
   const latencies: number[] = [];
   try {

@@ -25,6 +25,10 @@ export interface CoordinatorConfig {
   readonly agentTokenAudience: string;
   readonly agentHeartbeatMs: number;
   readonly agentRetryMs: number;
+  /** Set: the leader points this Service (no selector) at itself, see link/leader-endpoint.ts. */
+  readonly leaderService: string | undefined;
+  /** This pod's IP (downward API), for the leader's EndpointSlice. */
+  readonly podIP: string | undefined;
 }
 
 export const HELP = `noma coordinator: carries out NodeMaintenance resources.
@@ -49,6 +53,10 @@ usage: node dist/coordinator/main.js [flags]
   --agent-heartbeat <duration>      ping interval; an agent missing a pong is dropped (default 10s)
   --agent-retry <duration>          how often a node whose agent is not connected is retried
                                     (default 5s)
+  --leader-service <name>           the agent link's Service (no selector, in --namespace); the
+                                    leader points it at itself with the EndpointSlice
+                                    <name>-leader, so agents reach only the leader (needs
+                                    $POD_IP; default: none, nothing is published)
   --max-nodes-in-maintenance <n>    cap on nodes in maintenance across all NodeMaintenances
                                     (default 10)
   --max-selected-nodes <n>          refuse a NodeMaintenance whose selector matches more nodes
@@ -117,6 +125,7 @@ export function parseConfig(
         'agent-token-audience': { type: 'string' },
         'agent-heartbeat': { type: 'string' },
         'agent-retry': { type: 'string' },
+        'leader-service': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -148,6 +157,16 @@ export function parseConfig(
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(agentSA)) {
     throw new ConfigError(`--agent-service-account must be namespace/name, got ${agentSA}`);
   }
+  const leaderService = values['leader-service'];
+  const podIP = env['POD_IP'] === '' ? undefined : env['POD_IP'];
+  if (leaderService !== undefined) {
+    if (podIP === undefined) {
+      throw new ConfigError('--leader-service needs $POD_IP (downward API: status.podIP)');
+    }
+    if (cert === undefined) {
+      throw new ConfigError('--leader-service needs the agent link (--agent-tls-cert/-key)');
+    }
+  }
   return {
     kubeconfig: values.kubeconfig,
     namespace,
@@ -173,5 +192,7 @@ export function parseConfig(
     agentTokenAudience: values['agent-token-audience'] ?? 'noma.dev',
     agentHeartbeatMs: duration('agent-heartbeat', values['agent-heartbeat'], 10_000),
     agentRetryMs: duration('agent-retry', values['agent-retry'], 5_000),
+    leaderService,
+    podIP,
   };
 }

@@ -8,6 +8,7 @@ import { VERSION } from '../shared/version.js';
 import { noAgentLink, type ActionDispatcher } from './actions/dispatcher.js';
 import { authenticateAgent } from './link/auth.js';
 import { LinkDispatcher } from './link/dispatcher.js';
+import { publishUntilDone } from './link/leader-endpoint.js';
 import { AgentLinkServer } from './link/server.js';
 import { webhookNotifier } from './actions/notify.js';
 import { ConfigError, HELP, parseConfig, type CoordinatorConfig } from './config.js';
@@ -62,10 +63,12 @@ async function main(config: CoordinatorConfig): Promise<void> {
   log.info({ version: VERSION, httpPort: port, identity: config.identity }, 'coordinator started');
 
   let stopping = false;
+  const stopPublishing = new AbortController();
   const shutdown = async (code: number) => {
     if (stopping) return;
     stopping = true;
     log.info('shutting down');
+    stopPublishing.abort();
     // Aborts from here on are a shutdown, not a cancel: agents keep running their actions.
     running.dispatcher?.detach();
     await running.controller?.stop();
@@ -122,6 +125,20 @@ async function main(config: CoordinatorConfig): Promise<void> {
     dispatcher = linkDispatcher;
     const agentPort = await link.listen();
     log.info({ agentPort, serviceAccount: expect.serviceAccount }, 'agent link listening');
+    if (config.leaderService !== undefined && config.podIP !== undefined) {
+      void publishUntilDone(
+        kc,
+        {
+          namespace: config.namespace,
+          service: config.leaderService,
+          podIP: config.podIP,
+          podName: process.env['POD_NAME'],
+          port: agentPort,
+        },
+        log.child({ component: 'link' }),
+        stopPublishing.signal,
+      );
+    }
   }
   const drainLog = log.child({ component: 'drain' });
   const notifier = webhookNotifier({ url: config.notifyWebhookUrl });

@@ -2,8 +2,8 @@
 // DaemonSet runs with hostPID); the sandbox and tests run them as local processes in a per-node
 // work dir. The agent's action logic is the same for both.
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 
 export interface ExecResult {
@@ -109,15 +109,22 @@ async function execGroup(
   }
 }
 
-/** Sandbox and tests: local processes, a simulated boot ID and a simulated reboot. */
+/**
+ * Sandbox and tests: local processes and a simulated machine. The boot ID is a file the
+ * "machine" owns; a reboot is a request to that machine (a file it watches), which then does
+ * what a real host does: stops this agent, starts a new boot (new boot ID in the file, new
+ * status.nodeInfo.bootID on the Node, as a kubelet would report it) and starts the agent again.
+ * The agent never writes the Node's status itself: its identity may not (deploy/'s RBAC and
+ * admission policy), and production has no such path either.
+ */
 export class LocalExecutor implements HostExecutor {
   readonly kind = 'local' as const;
 
   constructor(
     readonly workDir: string,
     private readonly bootIdFile: string,
-    /** What a reboot does besides changing the boot ID (e.g. tell the API server the node's). */
-    private readonly onReboot: (bootID: string) => Promise<void>,
+    /** Created to ask the simulated machine for a reboot; undefined: Reboot fails. */
+    private readonly rebootRequestFile: string | undefined,
   ) {}
 
   programPath(path: string): string {
@@ -141,10 +148,16 @@ export class LocalExecutor implements HostExecutor {
     return id;
   }
 
+  /** Like `systemctl reboot`: returns once asked; the machine stops this process later. */
   async reboot(): Promise<void> {
-    const id = randomUUID();
-    await writeFile(this.bootIdFile, `${id}\n`);
-    await this.onReboot(id);
+    if (this.rebootRequestFile === undefined) {
+      throw new Error('no machine to reboot: --executor local needs --reboot-request-file');
+    }
+    await mkdir(dirname(this.rebootRequestFile), { recursive: true });
+    // Written under another name and renamed: a watcher never sees a half-written request.
+    const tmp = `${this.rebootRequestFile}.${process.pid}.tmp`;
+    await writeFile(tmp, `${await this.bootID()}\n`);
+    await rename(tmp, this.rebootRequestFile);
   }
 }
 

@@ -27,8 +27,6 @@ export interface RunnerDeps {
     state: 'running' | 'rebooting';
     outputTail: string;
   }) => void;
-  /** After a simulated reboot (local executor): start over as a fresh agent would. */
-  readonly afterReboot?: () => void;
 }
 
 /** Keeps the last `max` bytes of a stream without growing. */
@@ -234,8 +232,9 @@ export class ActionRunner {
       });
       return;
     }
+    // The host (or the simulated machine) now stops this process; the agent of the next boot
+    // finds the record left `rebooting` and reports it (ledger.ts).
     this.deps.log.info({ id: record.id }, 'reboot started');
-    this.deps.afterReboot?.();
   }
 
   cancel(id: string): void {

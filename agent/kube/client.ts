@@ -131,16 +131,6 @@ export class KubeClient implements NodeApi {
     );
   }
 
-  /** Only the local executor's simulated reboot uses this (it plays the kubelet's part). */
-  patchNodeStatusMerge(name: string, patch: unknown): Promise<V1Node> {
-    return this.call(
-      'PATCH',
-      `/api/v1/nodes/${encodeURIComponent(name)}/status`,
-      patch,
-      'application/merge-patch+json',
-    );
-  }
-
   async createEvent(namespace: string, event: CoreV1Event): Promise<void> {
     await this.call('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, event);
   }

@@ -136,7 +136,14 @@ export class Controller {
         if (!this.stopped) void informer.start().catch(() => undefined);
       }, 1_000).unref();
     });
-    await informer.start();
+    // The first list can fail (API server starting, CRD storage still initializing: 429);
+    // the error handler above restarts the informer, so wait for a list to succeed.
+    await informer.start().catch((err: unknown) => {
+      this.opts.log.warn({ err }, 'first NodeMaintenance list failed; retrying');
+    });
+    while (this.lastSync === 0 && !this.stopped) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
     // Level-based: every object is looked at again periodically, even without an event.
     this.resync = setInterval(() => {
       for (const obj of informer.list()) this.reconcileLogged(obj);

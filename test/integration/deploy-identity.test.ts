@@ -12,6 +12,7 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  DiscoveryV1Api,
   KubeConfig,
   PatchStrategy,
   setHeaderOptions,
@@ -33,6 +34,7 @@ import {
 } from '../support/deploy.js';
 import { container, GPU } from '../support/drain-fixtures.js';
 import { mintToken, writeTokenKubeconfig } from '../support/identity.js';
+import { agentPortFrom, writeLinkTls } from '../support/link.js';
 import {
   adminKubeConfig,
   createNamespace,
@@ -75,6 +77,9 @@ async function refusal(call: Promise<unknown>): Promise<{ code: number; body: st
   }
   throw new Error('the call was allowed');
 }
+
+/** The EndpointSlice by which the leader points the agent link Service at itself. */
+const LEADER_SLICE = 'noma-coordinator-leader';
 
 const labelPatch = (key: string) => ({ metadata: { labels: { [key]: 'x' } } });
 
@@ -126,6 +131,10 @@ afterAll(async () => {
   await coordinator?.kill('SIGTERM');
   await core
     .deleteNamespacedPod({ name: agentPod, namespace: NOMA_NAMESPACE, gracePeriodSeconds: 0 })
+    .catch(() => undefined);
+  await admin
+    .makeApiClient(DiscoveryV1Api)
+    .deleteNamespacedEndpointSlice({ name: LEADER_SLICE, namespace: NOMA_NAMESPACE })
     .catch(() => undefined);
   await deleteSimNode(nodeA);
   await deleteSimNode(nodeB);
@@ -295,18 +304,35 @@ describe('a full maintenance with the manifests’ identities', () => {
     });
 
     const identity = uniqueName('coordinator');
-    coordinator = await startCoordinator(kubeconfigs.coordinator, [
-      '--namespace',
-      NOMA_NAMESPACE,
-      '--watch-namespace',
-      ns.name,
-      '--identity',
-      identity,
-      '--lease-duration',
-      '3s',
-      '--status-interval',
-      '200ms',
-    ]);
+    // With the agent link on and --leader-service as in deploy/: the leader points the Service
+    // at itself (its pod IP from the downward API; any non-loopback address will do here).
+    const tls = await writeLinkTls();
+    coordinator = await startCoordinator(
+      kubeconfigs.coordinator,
+      [
+        '--namespace',
+        NOMA_NAMESPACE,
+        '--watch-namespace',
+        ns.name,
+        '--identity',
+        identity,
+        '--lease-duration',
+        '3s',
+        '--status-interval',
+        '200ms',
+        '--agent-port',
+        '0',
+        '--agent-tls-cert',
+        tls.certFile,
+        '--agent-tls-key',
+        tls.keyFile,
+        '--leader-service',
+        'noma-coordinator',
+      ],
+      30_000,
+      false,
+      { POD_IP: '10.0.0.7', POD_NAME: identity },
+    );
     const custom = admin.makeApiClient(CustomObjectsApi);
     const name = uniqueName('complete');
     await custom.createNamespacedCustomObject({
@@ -361,5 +387,20 @@ describe('a full maintenance with the manifests’ identities', () => {
       .makeApiClient(CoordinationV1Api)
       .readNamespacedLease({ name: 'noma-coordinator', namespace: NOMA_NAMESPACE });
     expect(lease.spec?.holderIdentity).toBe(identity);
+
+    // The agent link Service reaches the leader only: its EndpointSlice, written with the
+    // coordinator's own identity (deploy/'s Role), names this process's address and port.
+    const agentPort = agentPortFrom(coordinator.logs);
+    const slice = await waitFor('the leader EndpointSlice', () =>
+      admin
+        .makeApiClient(DiscoveryV1Api)
+        .readNamespacedEndpointSlice({ name: LEADER_SLICE, namespace: NOMA_NAMESPACE })
+        .catch(() => undefined),
+    );
+    expect(slice.metadata?.labels?.['kubernetes.io/service-name']).toBe('noma-coordinator');
+    expect(slice.endpoints.map((e) => e.addresses)).toEqual([['10.0.0.7']]);
+    expect(slice.endpoints[0]?.targetRef?.name).toBe(identity);
+    expect(slice.ports?.[0]).toMatchObject({ name: 'agent-link', port: agentPort });
+    rmSync(tls.dir, { recursive: true, force: true });
   });
 });

@@ -29,6 +29,7 @@ import {
   createSimNode,
   deleteSimNode,
   mintServiceAccountToken,
+  simulateReboot,
   uniqueName,
   waitFor,
 } from '../support/kube.js';
@@ -40,6 +41,7 @@ import {
   writeLinkTls,
   type LinkTls,
 } from '../support/link.js';
+import { SimulatedMachine } from '../support/machine.js';
 
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
@@ -102,10 +104,14 @@ interface LinkedNode {
   /** State and work dir of the agent; survives agent restarts. */
   home: string;
   workDir: string;
+  /** The current agent process: the machine replaces it when it reboots. */
   agent: AgentProcess;
+  machine: SimulatedMachine;
 }
 
-async function startLinkedAgent(n: Omit<LinkedNode, 'agent'>): Promise<AgentProcess> {
+type NodeHome = Omit<LinkedNode, 'agent' | 'machine'>;
+
+async function startLinkedAgent(n: NodeHome): Promise<AgentProcess> {
   const agent = await startAgent({
     nodeName: n.name,
     kubeconfig: inject('kubeconfig'),
@@ -125,6 +131,8 @@ async function startLinkedAgent(n: Omit<LinkedNode, 'agent'>): Promise<AgentProc
       'local',
       '--boot-id-file',
       join(n.home, 'boot_id'),
+      '--reboot-request-file',
+      join(n.home, 'reboot-request'),
       '--coordinator-unreachable-threshold',
       '3s',
     ],
@@ -136,19 +144,41 @@ async function startLinkedAgent(n: Omit<LinkedNode, 'agent'>): Promise<AgentProc
   return agent;
 }
 
+/**
+ * A simulated node with its machine (test/support/machine.ts: the agent asks it for a reboot;
+ * it stops the agent, reports a new bootID as the admin, as a kubelet would, and starts the
+ * agent again) and, unless `start: false`, its agent.
+ */
 async function linkedNode(prefix: string, opts: { start?: boolean } = {}): Promise<LinkedNode> {
   const name = uniqueName(prefix);
-  await createSimNode(name, { capacity: { 'nvidia.com/gpu': '1' } });
+  const created = await createSimNode(name, { capacity: { 'nvidia.com/gpu': '1' } });
   cleanups.push(() => deleteSimNode(name));
   const token = await nodeBoundToken(kc, ns.name, name);
   const home = await mkdtemp(join(tmpdir(), `noma-${name}-`));
   const tokenFile = join(home, 'token');
   await writeFile(tokenFile, token);
-  const base = { name, token, tokenFile, home, workDir: join(home, 'work') };
+  const base: NodeHome = { name, token, tokenFile, home, workDir: join(home, 'work') };
   await mkdir(base.workDir, { recursive: true });
-  const agent =
-    opts.start === false ? (undefined as unknown as AgentProcess) : await startLinkedAgent(base);
-  return { ...base, agent };
+  const node: LinkedNode = {
+    ...base,
+    agent: undefined as unknown as AgentProcess,
+    machine: new SimulatedMachine({
+      bootIdFile: join(home, 'boot_id'),
+      rebootRequestFile: join(home, 'reboot-request'),
+      reportBootID: (bootID) => simulateReboot(name, bootID),
+      stopAgent: () => node.agent.stop(),
+      startAgent: async () => {
+        node.agent = await startLinkedAgent(base);
+      },
+      pollMs: 100,
+      downMs: 200,
+    }),
+  };
+  // The agent's boot ID is the Node's, as on a real machine.
+  await node.machine.start(created.status?.nodeInfo?.bootID ?? '');
+  cleanups.push(() => node.machine.close());
+  if (opts.start !== false) node.agent = await startLinkedAgent(base);
+  return node;
 }
 
 async function agentsConnected(): Promise<string[]> {
@@ -270,6 +300,10 @@ describe('agent link', () => {
       expect(s.outputTail).toBe('after reboot\n');
       expect(s.bootIDBeforeReboot).toBe(before[i]);
       expect(await bootIDOf(n.name)).not.toBe(before[i]);
+      // Rebooted once by its machine, the agent stopped and started again: the agent itself
+      // never wrote the Node's status.
+      expect(n.machine.reboots).toBe(1);
+      expect(await readFile(join(n.home, 'boot_id'), 'utf8')).toBe(`${await bootIDOf(n.name)}\n`);
       const node = await core.readNode({ name: n.name });
       expect(node.spec?.unschedulable ?? false).toBe(false);
     }
@@ -281,6 +315,7 @@ describe('agent link', () => {
     expect(f.message).toMatch(/exit code 3/);
     // The failed node was not rebooted.
     expect(await bootIDOf(failing.name)).toBe(before[2]);
+    expect(failing.machine.reboots).toBe(0);
 
     const agents = (await (await fetch(`${coordinator.baseUrl}/agents`)).json()) as {
       agents: { node: string; version: string; bootID: string; inventory: unknown }[];
@@ -380,7 +415,7 @@ describe('agent link', () => {
     await waitFor('script started', () => Promise.resolve(existsSync(runs)), 30_000);
     n.agent.signal('SIGKILL');
     await new Promise((r) => setTimeout(r, 500));
-    await startLinkedAgent(n);
+    n.agent = await startLinkedAgent(n);
     const m = await waitPhase(name, ['Completed', 'Failed'], 45_000);
     const s = nodeStatus(m, n.name);
     expect(s.phase).toBe('Failed');

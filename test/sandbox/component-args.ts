@@ -1,21 +1,32 @@
-// The one place where the sandbox decides the flags of its agents and its coordinator. New
-// flags (the agent link's address, CA and token file, a reboot command) go here; extra flags
-// from the command line (`npm start -- --agent-arg=... --coordinator-arg=...`) are appended.
+// The one place where the sandbox decides the flags of its agents and its coordinator; extra
+// flags from the command line (`npm start -- --agent-arg=... --coordinator-arg=...`) are
+// appended. The agent link is on: the coordinator serves it with a dev certificate for
+// 127.0.0.1 (shared/dev-certs.ts), each agent trusts that CA and presents its node-bound token.
 import { join } from 'node:path';
 import { FIXTURES_DIR, NOMA_NAMESPACE_FOR_SANDBOX } from './layout.js';
 import type { SimNode } from './sim-nodes.js';
 
 export interface SandboxPaths {
   readonly root: string;
-  /** Per node: state dir (the simulated hostPath), kubeconfig, link token. */
+  /** Per node: state dir (the simulated hostPath), kubeconfig, link token, boot ID. */
   nodeDir(node: string): string;
-  /** The sandbox reboots a node when this file appears (then removes it). */
+  /** The node's simulated machine reboots it when this file appears (then removes it). */
   rebootRequest(node: string): string;
+  /** The node's current boot ID, owned by its simulated machine. */
+  bootIdFile(node: string): string;
+}
+
+/** The agent link's TLS files (generated at start, shared/dev-certs.ts). */
+export interface LinkTlsFiles {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
 }
 
 export interface CoordinatorContext {
   readonly kubeconfig: string;
   readonly agentPort: number;
+  readonly tls: LinkTlsFiles;
   readonly extra: readonly string[];
 }
 
@@ -31,6 +42,12 @@ export function coordinatorArgs(ctx: CoordinatorContext): string[] {
     '0',
     '--agent-port',
     String(ctx.agentPort),
+    '--agent-tls-cert',
+    ctx.tls.certFile,
+    '--agent-tls-key',
+    ctx.tls.keyFile,
+    '--agent-service-account',
+    `${NOMA_NAMESPACE_FOR_SANDBOX}/noma-agent`,
     ...ctx.extra,
   ];
 }
@@ -42,6 +59,7 @@ export interface AgentContext {
   /** The agent's token for the coordinator (audience noma.dev, bound to its pod). */
   readonly linkTokenFile: string;
   readonly coordinatorAgentPort: number;
+  readonly coordinatorCa: string;
   readonly rulesFile: string;
   readonly extra: readonly string[];
 }
@@ -66,6 +84,21 @@ export function agentArgs(ctx: AgentContext): string[] {
     '0',
     '--state-dir',
     join(nodeDir, 'state'),
+    // The certificate names 127.0.0.1; in a cluster this is the Service's DNS name.
+    '--coordinator-url',
+    `wss://127.0.0.1:${String(ctx.coordinatorAgentPort)}`,
+    '--coordinator-ca',
+    ctx.coordinatorCa,
+    '--token-file',
+    ctx.linkTokenFile,
+    // Actions run as local processes in <state-dir>/work; a Reboot asks the node's simulated
+    // machine (test/support/machine.ts), which owns the boot ID file.
+    '--executor',
+    'local',
+    '--boot-id-file',
+    ctx.paths.bootIdFile(ctx.node.name),
+    '--reboot-request-file',
+    ctx.paths.rebootRequest(ctx.node.name),
     ...ctx.extra,
   ];
 }
@@ -76,8 +109,5 @@ export function agentEnv(ctx: AgentContext): Record<string, string> {
     ...(ctx.node.fixture === undefined
       ? {}
       : { NOMA_FAKE_NVIDIA_SMI_FIXTURE: `${FIXTURES_DIR}${ctx.node.fixture}` }),
-    // For a local executor's Reboot: create this file and the sandbox reboots the node.
-    NOMA_SANDBOX_REBOOT_REQUEST: ctx.paths.rebootRequest(ctx.node.name),
-    NOMA_SANDBOX_LINK_TOKEN_FILE: ctx.linkTokenFile,
   };
 }

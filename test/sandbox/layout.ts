@@ -10,11 +10,18 @@ export const CLUSTER_DIR = join(SANDBOX_DIR, 'cluster');
 export const FIXTURES_DIR = join(ROOT, 'agent', 'discovery', 'fixtures') + '/';
 export const NOMA_NAMESPACE_FOR_SANDBOX = 'noma-system';
 
-export const paths: SandboxPaths & { logs: string; rebootRequests: string; pids: string } = {
+export const paths: SandboxPaths & {
+  logs: string;
+  rebootRequests: string;
+  pids: string;
+  linkTls: string;
+} = {
   root: SANDBOX_DIR,
   logs: join(SANDBOX_DIR, 'logs'),
   rebootRequests: join(SANDBOX_DIR, 'reboot-requests'),
   pids: join(SANDBOX_DIR, 'children.json'),
+  linkTls: join(SANDBOX_DIR, 'link-tls'),
   nodeDir: (node) => join(SANDBOX_DIR, 'nodes', node),
   rebootRequest: (node) => join(SANDBOX_DIR, 'reboot-requests', node),
+  bootIdFile: (node) => join(SANDBOX_DIR, 'nodes', node, 'boot_id'),
 };

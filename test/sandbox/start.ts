@@ -4,8 +4,7 @@
 // per node as local processes, each with a token of deploy/'s own ServiceAccounts (an agent's
 // token is bound to its DaemonSet pod, so the admission policy holds it to its node).
 // Ctrl-C stops the processes, then the control plane.
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,9 +20,17 @@ import {
   labelRulesText,
   deployObjects,
 } from '../support/deploy.js';
+import { generateDevCerts } from '../../shared/dev-certs.js';
 import { mintToken, writeTokenKubeconfig } from '../support/identity.js';
+import { SimulatedMachine } from '../support/machine.js';
 import { SandboxChild } from './child-process.js';
-import { agentArgs, agentEnv, coordinatorArgs, type AgentContext } from './component-args.js';
+import {
+  agentArgs,
+  agentEnv,
+  coordinatorArgs,
+  type AgentContext,
+  type LinkTlsFiles,
+} from './component-args.js';
 import { CLUSTER_DIR, ROOT, paths } from './layout.js';
 import { SIM_NODES, createSimNode, setBootID, type SimNode } from './sim-nodes.js';
 
@@ -133,7 +140,6 @@ async function agentPods(kc: KubeConfig): Promise<Map<string, { name: string; ui
   throw new Error('the agent DaemonSet did not get a pod on every node in 60 s');
 }
 
-const agentContexts = new Map<string, AgentContext>();
 const agentUrls = new Map<string, string>();
 
 async function startAgent(ctx: AgentContext): Promise<void> {
@@ -142,42 +148,56 @@ async function startAgent(ctx: AgentContext): Promise<void> {
   agentUrls.set(ctx.node.name, await child.waitForLine(/"address":"(http:\/\/[^"]+)"/, 60_000));
 }
 
-/** A simulated reboot: the agent goes down with its host, the node comes back with a new bootID. */
-async function reboot(kc: KubeConfig, node: string): Promise<void> {
-  const ctx = agentContexts.get(node);
-  if (ctx === undefined || rebooting.has(node) || stopping) return;
-  rebooting.add(node);
-  try {
-    say(`rebooting ${node} (simulated)`);
-    await agents.get(node)?.stop();
-    await sleep(1_000);
-    const bootID = randomUUID();
-    await setBootID(kc, node, bootID);
-    if (isStopping()) return;
-    await startAgent(ctx);
-    say(`${node} is back (bootID ${bootID.slice(0, 8)}…)`);
-  } catch (err) {
-    console.error(`[sandbox] reboot of ${node} failed:`, err);
-  } finally {
-    rebooting.delete(node);
-  }
+/**
+ * The node's simulated machine (test/support/machine.ts): when its agent asks for a reboot, it
+ * stops the agent, reports a new bootID on the Node with the admin identity (the kubelet's
+ * part; the agent's identity may not write Node status) and starts the agent again.
+ */
+function simulatedMachine(kc: KubeConfig, ctx: AgentContext): SimulatedMachine {
+  const node = ctx.node.name;
+  return new SimulatedMachine({
+    bootIdFile: paths.bootIdFile(node),
+    rebootRequestFile: paths.rebootRequest(node),
+    reportBootID: (bootID) => setBootID(kc, node, bootID),
+    stopAgent: async () => {
+      rebooting.add(node);
+      await agents.get(node)?.stop();
+    },
+    startAgent: async () => {
+      try {
+        if (!isStopping()) await startAgent(ctx);
+      } finally {
+        rebooting.delete(node);
+      }
+    },
+    downMs: 1_000,
+    onReboot: (phase, bootID) => {
+      say(
+        phase === 'down'
+          ? `rebooting ${node} (simulated)`
+          : `${node} is back (bootID ${bootID.slice(0, 8)}…)`,
+      );
+    },
+    onError: (err) => {
+      rebooting.delete(node);
+      console.error(`[sandbox] reboot of ${node} failed:`, err);
+    },
+  });
 }
 
-function watchRebootRequests(kc: KubeConfig): () => void {
-  const check = () => {
-    for (const n of SIM_NODES) {
-      if (existsSync(paths.rebootRequest(n.name))) {
-        rmSync(paths.rebootRequest(n.name), { force: true });
-        void reboot(kc, n.name);
-      }
-    }
+/** The link's CA and a serving certificate for 127.0.0.1, new for every sandbox. */
+async function writeLinkTls(): Promise<LinkTlsFiles> {
+  mkdirSync(paths.linkTls, { recursive: true });
+  const certs = await generateDevCerts(['127.0.0.1', 'localhost']);
+  const files = {
+    caFile: join(paths.linkTls, 'ca.crt'),
+    certFile: join(paths.linkTls, 'tls.crt'),
+    keyFile: join(paths.linkTls, 'tls.key'),
   };
-  const watcher = watch(paths.rebootRequests, check);
-  const timer = setInterval(check, 1_000); // fs.watch can miss events on some file systems
-  return () => {
-    watcher.close();
-    clearInterval(timer);
-  };
+  writeFileSync(files.caFile, certs.caCert);
+  writeFileSync(files.certFile, certs.cert);
+  writeFileSync(files.keyFile, certs.key, { mode: 0o600 });
+  return files;
 }
 
 function nodeTable(nodes: V1Node[]): string {
@@ -236,7 +256,10 @@ async function main(): Promise<void> {
 
   await applyObjects(kc, deployObjects(), 'noma-sandbox');
   say('deploy/ applied (CRD, RBAC, admission policy, label rules, DaemonSet, Deployment)');
-  await Promise.all(SIM_NODES.map((n) => createSimNode(kc, n)));
+  const [created, tls] = await Promise.all([
+    Promise.all(SIM_NODES.map((n) => createSimNode(kc, n))),
+    writeLinkTls(),
+  ]);
   say(`nodes created: ${SIM_NODES.map((n) => `${n.name} (${n.description})`).join(', ')}`);
 
   const pods = await agentPods(kc);
@@ -258,6 +281,7 @@ async function main(): Promise<void> {
     coordinatorArgs({
       kubeconfig: coordinatorKubeconfig,
       agentPort,
+      tls,
       extra: values['coordinator-arg'],
     }),
     { POD_NAMESPACE: NOMA_NAMESPACE },
@@ -265,7 +289,7 @@ async function main(): Promise<void> {
   const coordinatorPort = coordinator.waitForLine(/"httpPort":(\d+)/, 60_000);
 
   await Promise.all(
-    SIM_NODES.map(async (node: SimNode) => {
+    SIM_NODES.map(async (node: SimNode, i) => {
       const pod = pods.get(node.name);
       if (pod === undefined) throw new Error(`no agent pod on ${node.name}`);
       const dir = paths.nodeDir(node.name);
@@ -289,10 +313,14 @@ async function main(): Promise<void> {
         kubeconfig: writeTokenKubeconfig(kc, token, join(dir, 'kubeconfig'), AGENT_SERVICE_ACCOUNT),
         linkTokenFile,
         coordinatorAgentPort: agentPort,
+        coordinatorCa: tls.caFile,
         rulesFile,
         extra: values['agent-arg'],
       };
-      agentContexts.set(node.name, ctx);
+      const machine = simulatedMachine(kc, ctx);
+      // The machine is on before its agent starts: the agent reads the Node's boot ID.
+      await machine.start(created[i]?.status?.nodeInfo?.bootID ?? '');
+      onShutdown.push(() => void machine.close());
       await startAgent(ctx);
     }),
   );
@@ -312,8 +340,18 @@ async function main(): Promise<void> {
   }
   const labeledAfter = elapsed();
   say(`all ${SIM_NODES.length} nodes labeled by their agents`);
-  const stopWatching = watchRebootRequests(kc);
-  onShutdown.push(stopWatching);
+  // The link (TLS, TokenReview, node binding) is what a Reboot or Script needs: show that it is up.
+  const linkDeadline = Date.now() + 60_000;
+  for (;;) {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/agents`).catch(() => undefined);
+    const body =
+      res?.ok === true ? ((await res.json()) as { agents: { node: string }[] }) : undefined;
+    if (body?.agents.length === SIM_NODES.length) break;
+    if (Date.now() > linkDeadline)
+      throw new Error('the agents did not connect to the coordinator in 60 s');
+    await sleep(200);
+  }
+  say(`all ${SIM_NODES.length} agents connected to the coordinator (TLS, node-bound tokens)`);
 
   const rel = (p: string) => relative(process.cwd(), p) || '.';
   console.log(`

@@ -19,6 +19,8 @@ export async function startCoordinator(
   timeoutMs = 30_000,
   /** Run dist/coordinator/main.js (the benchmark: no transpiler in the measured process). */
   fromDist = false,
+  /** On top of this process's environment (e.g. the downward API's POD_IP). */
+  env: Record<string, string> = {},
 ): Promise<CoordinatorProcess> {
   const entry = fromDist
     ? ['dist/coordinator/main.js']
@@ -28,7 +30,7 @@ export async function startCoordinator(
     [...entry, '--kubeconfig', kubeconfig, '--http-port', '0', ...args],
     {
       cwd: ROOT,
-      env: { ...process.env, NOMA_LOG_LEVEL: 'info' },
+      env: { ...process.env, NOMA_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

@@ -8,6 +8,7 @@ import type {
   V1DaemonSet,
   V1Deployment,
   V1PodDisruptionBudget,
+  V1Role,
   V1Service,
 } from '@kubernetes/client-node';
 import { parse } from 'yaml';
@@ -15,7 +16,12 @@ import { describe, expect, it } from 'vitest';
 import { FLAGS } from '../../agent/config.js';
 import { dryRunErrors } from '../../agent/labels/load-rules.js';
 import { parseRules } from '../../agent/labels/rules.js';
-import { HELP as COORDINATOR_HELP } from '../../coordinator/config.js';
+import { HELP as COORDINATOR_HELP, parseConfig } from '../../coordinator/config.js';
+import {
+  AGENT_LINK_PORT_NAME,
+  leaderEndpointSlice,
+  leaderSliceName,
+} from '../../coordinator/link/leader-endpoint.js';
 import { formatErrors, validateNodeMaintenance } from '../../shared/api/index.js';
 import { deployObject, deployObjects, labelRulesText } from '../support/deploy.js';
 
@@ -60,6 +66,23 @@ describe('the agent DaemonSet', () => {
       expect(envs, e.name).toContain(e.name);
     }
   });
+
+  it("connects to the coordinator's Service with the CA and token it mounts", () => {
+    const env = new Map((agent?.env ?? []).map((e) => [e.name, e.value]));
+    const svc = deployObject('Service', 'noma-coordinator') as unknown as V1Service;
+    const url = new URL(env.get('NOMA_COORDINATOR_URL') ?? '');
+    expect(url.protocol).toBe('wss:');
+    expect(url.hostname).toBe(`${svc.metadata?.name ?? ''}.${svc.metadata?.namespace ?? ''}.svc`);
+    const linkPort = svc.spec?.ports?.find((p) => p.name === AGENT_LINK_PORT_NAME)?.port;
+    expect(Number(url.port)).toBe(linkPort);
+    const mounted = (file: string | undefined) =>
+      agent?.volumeMounts?.some((m) => file?.startsWith(`${m.mountPath}/`) === true);
+    expect(mounted(env.get('NOMA_COORDINATOR_CA'))).toBe(true);
+    // The token file is the flag's default: the projected token's mount.
+    const tokenFile = FLAGS.find((f) => f.flag === 'token-file')?.default;
+    expect(env.has('NOMA_TOKEN_FILE')).toBe(false);
+    expect(mounted(tokenFile)).toBe(true);
+  });
 });
 
 describe('the coordinator Deployment', () => {
@@ -74,8 +97,51 @@ describe('the coordinator Deployment', () => {
     expect(pdb.spec?.minAvailable).toBe(1);
     for (const [k, v] of Object.entries(pdb.spec?.selector?.matchLabels ?? {}))
       expect(labels[k]).toBe(v);
+  });
+
+  it('serves the agent link with its TLS Secret, and points the Service at the leader only', () => {
+    const args = coordinator?.args ?? [];
+    const env = Object.fromEntries(
+      (coordinator?.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef?.fieldPath]),
+    );
+    // What the process would make of its arguments and the downward API.
+    const config = parseConfig(args, {
+      POD_IP: '10.0.0.7',
+      POD_NAMESPACE: 'noma-system',
+      POD_NAME: 'noma-coordinator-x',
+    });
+    if (config === 'help') throw new Error('--help in deploy/');
+    expect(env['POD_IP']).toBe('status.podIP');
+    const tlsMount = coordinator?.volumeMounts?.find(
+      (m) => config.agentTlsCert?.startsWith(`${m.mountPath}/`) === true,
+    );
+    expect(config.agentTlsKey?.startsWith(`${tlsMount?.mountPath ?? '?'}/`)).toBe(true);
+    const tlsVolume = deploy.spec?.template.spec?.volumes?.find((v) => v.name === tlsMount?.name);
+    expect(tlsVolume?.secret?.secretName).toBe('noma-coordinator-tls');
+
+    // The Service has no selector (a standby has no port open); the leader's EndpointSlice
+    // names it, its port by name, and RBAC allows exactly that slice.
     const svc = deployObject('Service', 'noma-coordinator') as unknown as V1Service;
-    for (const [k, v] of Object.entries(svc.spec?.selector ?? {})) expect(labels[k]).toBe(v);
+    expect(svc.spec?.selector).toBeUndefined();
+    expect(config.leaderService).toBe(svc.metadata?.name);
+    const slice = leaderEndpointSlice({
+      namespace: config.namespace,
+      service: config.leaderService ?? '',
+      podIP: '10.0.0.7',
+      podName: 'noma-coordinator-x',
+      port: config.agentPort,
+    });
+    expect(slice.metadata?.labels?.['kubernetes.io/service-name']).toBe(svc.metadata?.name);
+    const svcPort = svc.spec?.ports?.find((p) => p.name === slice.ports?.[0]?.name);
+    expect(svcPort?.port).toBe(config.agentPort);
+    const role = deployObject('Role', 'noma-coordinator') as unknown as V1Role;
+    const sliceRules = (role.rules ?? []).filter((r) => r.resources?.includes('endpointslices'));
+    expect(sliceRules.flatMap((r) => r.resourceNames ?? [])).toEqual([
+      leaderSliceName(svc.metadata?.name ?? ''),
+    ]);
+    expect(sliceRules.flatMap((r) => r.verbs).sort()).toEqual(['create', 'get', 'update']);
+    // Rolling updates replace one pod at a time without a surge pod (one leader either way).
+    expect(deploy.spec?.strategy?.rollingUpdate).toEqual({ maxUnavailable: 1, maxSurge: 0 });
   });
 
   it('only uses flags the coordinator knows, and runs as non-root', () => {
