@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import {
   CoreV1Api,
   CustomObjectsApi,
+  PolicyV1Api,
   type CoreV1Event,
   type V1Node,
 } from '@kubernetes/client-node';
@@ -166,6 +167,13 @@ const deleteMaintenance = (name: string) =>
 
 const readNode = (name: string): Promise<V1Node> => core.readNode({ name });
 
+/**
+ * The node's taints other than the node lifecycle controller's (node.kubernetes.io/*, e.g.
+ * unschedulable while cordoned), which follow the node's state a moment later on their own.
+ */
+const taintKeys = (node: V1Node): string[] =>
+  (node.spec?.taints ?? []).map((t) => t.key).filter((k) => !k.startsWith('node.kubernetes.io/'));
+
 async function eventsFor(maintenance: string): Promise<CoreV1Event[]> {
   const list = await core.listNamespacedEvent({ namespace: ns.name });
   return list.items.filter((e) => e.involvedObject.name === maintenance);
@@ -212,12 +220,11 @@ describe('coordinator', () => {
 
     const a = await readNode(plain);
     expect(a.spec?.unschedulable).toBeFalsy();
-    expect(a.spec?.taints?.map((t) => t.key)).toEqual(['example.com/foreign']);
+    expect(taintKeys(a)).toEqual(['example.com/foreign']);
     expect(a.metadata?.labels?.['noma.dev/maintenance']).toBeUndefined();
     const b = await readNode(precordoned);
     expect(b.spec?.unschedulable).toBe(true); // noma never uncordons what it did not cordon
-    // Only the node lifecycle controller's own taint for a cordoned node is left.
-    expect(b.spec?.taints?.map((t) => t.key)).toEqual(['node.kubernetes.io/unschedulable']);
+    expect(taintKeys(b)).toEqual([]);
 
     // GPU pods were evicted, non-GPU pods stayed.
     const pods = await core.listNamespacedPod({ namespace: ns.name });
@@ -281,8 +288,60 @@ describe('coordinator', () => {
     await waitFor('maintenance gone', async () => (await getMaintenance('mu')) === undefined);
     const restored = await readNode(busy);
     expect(restored.spec?.unschedulable).toBeFalsy();
-    expect(restored.spec?.taints ?? []).toEqual([]);
+    expect(taintKeys(restored)).toEqual([]);
     expect(restored.metadata?.labels?.['noma.dev/maintenance']).toBeUndefined();
+  });
+
+  it('deletes the Node with DeleteNode after draining it', async () => {
+    const node = await simNode('delete');
+    await core.createNamespacedPod({ namespace: ns.name, body: gpuPod('to-delete', node) });
+    await createMaintenance('delete', {
+      nodeSelector: `kubernetes.io/hostname=${node}`,
+      options: { evictUnmanagedPods: true },
+      actions: [{ type: 'DeleteNode' }],
+    });
+    const done = await waitPhase('delete', 'Completed');
+    expect(nodeStatus(done, node)).toMatchObject({ phase: 'Succeeded', drain: { evicted: 1 } });
+    await expect(readNode(node)).rejects.toMatchObject({ code: 404 });
+  });
+
+  it('stops a drain blocked by a PodDisruptionBudget when deleted, and restores the node', async () => {
+    const node = await simNode('blocked', {
+      taints: [{ key: 'example.com/foreign', value: 'x', effect: 'NoSchedule' }],
+    });
+    const guarded = {
+      ...gpuPod('guarded', node),
+      metadata: { name: 'guarded', labels: { app: 'guarded' } },
+    };
+    await core.createNamespacedPod({ namespace: ns.name, body: guarded });
+    await kc.makeApiClient(PolicyV1Api).createNamespacedPodDisruptionBudget({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'guarded' },
+        spec: { minAvailable: 1, selector: { matchLabels: { app: 'guarded' } } },
+      },
+    });
+    await createMaintenance('blocked', {
+      nodeSelector: `kubernetes.io/hostname=${node}`,
+      options: { evictUnmanagedPods: true },
+      actions: [{ type: 'Complete' }],
+    });
+    const blocked = await waitFor('drain blocked by the PDB', async () => {
+      const m = await getMaintenance('blocked');
+      const n = m === undefined ? undefined : nodeStatus(m, node);
+      return n?.phase === 'Draining' && n.drain?.blockedBy?.name === 'guarded' ? n : undefined;
+    });
+    expect(blocked.drain?.blockedBy?.kind).toBe('PodDisruptionBudget');
+    expect((await readNode(node)).spec?.unschedulable).toBe(true);
+
+    await deleteMaintenance('blocked');
+    await waitFor('maintenance gone', async () => (await getMaintenance('blocked')) === undefined);
+    const restored = await readNode(node);
+    expect(restored.spec?.unschedulable).toBeFalsy();
+    expect(taintKeys(restored)).toEqual(['example.com/foreign']);
+    // The guarded pod was never evicted.
+    const pod = await core.readNamespacedPod({ name: 'guarded', namespace: ns.name });
+    expect(pod.metadata?.deletionTimestamp).toBeUndefined();
   });
 
   it('makes a second maintenance of the same node wait for the first', async () => {
@@ -378,7 +437,7 @@ describe('coordinator', () => {
     for (const n of names) {
       const node = await readNode(n);
       expect(node.spec?.unschedulable, JSON.stringify(done.status?.nodes)).toBeFalsy();
-      expect(node.spec?.taints ?? []).toEqual([]);
+      expect(taintKeys(node)).toEqual([]);
     }
     // Each node was notified exactly once although the coordinator died three times.
     expect(posts()).toBe(2);
