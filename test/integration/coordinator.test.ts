@@ -230,8 +230,11 @@ describe('coordinator', () => {
     const pods = await core.listNamespacedPod({ namespace: ns.name });
     expect(pods.items.map((p) => p.metadata?.name).sort()).toEqual(['cpu-0', 'cpu-1']);
     expect(webhook.posts.filter((p) => p.channel === '#gpu-ops')).toHaveLength(2);
-    const reasons = (await eventsFor('full')).map((e) => e.reason);
-    expect(reasons).toEqual(expect.arrayContaining(['Cordoned', 'Drained', 'Completed']));
+    // Events are recorded after the status they describe, so the last one may trail a moment.
+    await waitFor('Cordoned, Drained and Completed events', async () => {
+      const reasons = new Set((await eventsFor('full')).map((e) => e.reason));
+      return ['Cordoned', 'Drained', 'Completed'].every((r) => reasons.has(r));
+    });
 
     const metrics = await (await fetch(`${coordinator.baseUrl}/metrics`)).text();
     expect(metrics).toMatch(/noma_drain_events_total\{event="evicted"\} [2-9]/);
@@ -391,7 +394,9 @@ describe('coordinator', () => {
       expect(cond).toMatchObject({ status: 'False', reason: 'WebhookFailed' });
       expect(cond?.message).toContain('#ops');
       expect(nodeStatus(done, node)?.phase).toBe('Succeeded');
-      expect((await eventsFor('notify')).map((e) => e.reason)).toContain('NotifyFailed');
+      await waitFor('a NotifyFailed event', async () =>
+        (await eventsFor('notify')).some((e) => e.reason === 'NotifyFailed'),
+      );
     } finally {
       await down.kill('SIGTERM');
       coordinator = await startCoordinator(inject('kubeconfig'), coordinatorArgs());
