@@ -2,13 +2,7 @@
 // taints, drain, Complete, Notify, deletion, and SIGKILL at several points of a maintenance.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  PolicyV1Api,
-  type CoreV1Event,
-  type V1Node,
-} from '@kubernetes/client-node';
+import { CoreV1Api, PolicyV1Api, type CoreV1Event, type V1Node } from '@kubernetes/client-node';
 import {
   afterAll,
   beforeAll,
@@ -19,14 +13,9 @@ import {
   it,
   onTestFailed,
 } from 'vitest';
-import {
-  GROUP,
-  PLURAL,
-  VERSION,
-  type NodeMaintenance,
-  type NodeStatus,
-} from '../../shared/api/index.js';
+import type { NodeMaintenance, NodeStatus } from '../../shared/api/index.js';
 import { installCRD } from '../support/crd.js';
+import { maintenances } from '../support/maintenance.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
 import {
   adminKubeConfig,
@@ -39,7 +28,6 @@ import {
 
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
 let ns: Awaited<ReturnType<typeof createNamespace>>;
 let coordinator: CoordinatorProcess;
 const nodes: string[] = [];
@@ -112,35 +100,9 @@ function gpuPod(name: string, node: string, gpu = true) {
   };
 }
 
-async function createMaintenance(name: string, spec: Record<string, unknown>) {
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: PLURAL,
-    namespace: ns.name,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'NodeMaintenance',
-      metadata: { name },
-      spec: { operationName: name, linearTicket: 'ENG-42', actions: [], ...spec },
-    },
-  });
-}
-
-async function getMaintenance(name: string): Promise<NodeMaintenance | undefined> {
-  try {
-    return (await custom.getNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      namespace: ns.name,
-      name,
-    })) as NodeMaintenance;
-  } catch (err) {
-    if ((err as { code?: number }).code === 404) return undefined;
-    throw err;
-  }
-}
+const createMaintenance = (name: string, spec: Record<string, unknown>) =>
+  maintenances(kc, ns.name).create(name, spec);
+const getMaintenance = (name: string) => maintenances(kc, ns.name).get(name);
 
 const waitPhase = (name: string, phase: string, timeoutMs = 45_000) =>
   waitFor(
@@ -156,14 +118,7 @@ const waitPhase = (name: string, phase: string, timeoutMs = 45_000) =>
 const nodeStatus = (m: NodeMaintenance, node: string): NodeStatus | undefined =>
   m.status?.nodes?.find((n) => n.name === node);
 
-const deleteMaintenance = (name: string) =>
-  custom.deleteNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: PLURAL,
-    namespace: ns.name,
-    name,
-  });
+const deleteMaintenance = (name: string) => maintenances(kc, ns.name).remove(name);
 
 const readNode = (name: string): Promise<V1Node> => core.readNode({ name });
 

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import {
   afterAll,
   beforeAll,
@@ -18,11 +18,12 @@ import {
   onTestFailed,
 } from 'vitest';
 import WebSocket from 'ws';
-import { GROUP, PLURAL, VERSION, type NodeMaintenance } from '../../shared/api/index.js';
+import type { NodeMaintenance } from '../../shared/api/index.js';
 import { AGENT_LINK_PATH, NODE_HEADER, encode } from '../../shared/protocol.js';
 import { startAgent, type AgentProcess } from '../support/agent-process.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
 import { installCRD } from '../support/crd.js';
+import { maintenances } from '../support/maintenance.js';
 import {
   adminKubeConfig,
   createNamespace,
@@ -45,7 +46,6 @@ import { SimulatedMachine } from '../support/machine.js';
 
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
 let ns: Awaited<ReturnType<typeof createNamespace>>;
 let tls: LinkTls;
 let coordinator: CoordinatorProcess;
@@ -194,44 +194,14 @@ async function waitConnected(nodes: string[]): Promise<void> {
   });
 }
 
-async function createMaintenance(
-  name: string,
-  nodes: string[],
-  actions: Record<string, unknown>[],
-): Promise<void> {
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: PLURAL,
-    namespace: ns.name,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'NodeMaintenance',
-      metadata: { name },
-      spec: {
-        operationName: name,
-        linearTicket: 'ENG-5',
-        nodeSelector: `kubernetes.io/hostname in (${nodes.join(',')})`,
-        actions,
-      },
-    },
+const createMaintenance = (name: string, nodes: string[], actions: Record<string, unknown>[]) =>
+  maintenances(kc, ns.name).create(name, {
+    linearTicket: 'ENG-5',
+    nodeSelector: `kubernetes.io/hostname in (${nodes.join(',')})`,
+    actions,
   });
-}
 
-async function getMaintenance(name: string): Promise<NodeMaintenance | undefined> {
-  try {
-    return (await custom.getNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      namespace: ns.name,
-      name,
-    })) as NodeMaintenance;
-  } catch (err) {
-    if ((err as { code?: number }).code === 404) return undefined;
-    throw err;
-  }
-}
+const getMaintenance = (name: string) => maintenances(kc, ns.name).get(name);
 
 async function waitPhase(name: string, phases: string[], timeoutMs = 45_000) {
   return waitFor(
@@ -364,13 +334,7 @@ describe('agent link', () => {
     const pid = Number(await readFile(join(n.workDir, 'pid'), 'utf8'));
     const child = Number(await readFile(childFile, 'utf8'));
     expect(alive(pid)).toBe(true);
-    await custom.deleteNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      namespace: ns.name,
-      name,
-    });
+    await maintenances(kc, ns.name).remove(name);
     await waitFor('maintenance gone', async () => (await getMaintenance(name)) === undefined);
     await waitFor(
       'script and its child gone',
