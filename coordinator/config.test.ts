@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, HELP, parseConfig } from './config.js';
+
+describe('coordinator config', () => {
+  it('has documented defaults, taking the namespace and identity from the downward API', () => {
+    const c = parseConfig([], { POD_NAMESPACE: 'noma-system', POD_NAME: 'coord-0' });
+    expect(c).toMatchObject({
+      namespace: 'noma-system',
+      identity: 'coord-0',
+      httpPort: 8080,
+      agentPort: 8443,
+      maxNodesInMaintenance: 10,
+      maxSelectedNodes: 50,
+      leaseName: 'noma-coordinator',
+      leaseDurationMs: 15_000,
+      statusIntervalMs: 1_000,
+      watchNamespace: undefined,
+    });
+  });
+
+  it('reads flags over the environment', () => {
+    const c = parseConfig(
+      ['--namespace', 'ops', '--max-nodes-in-maintenance', '3', '--lease-duration', '3s'],
+      { POD_NAMESPACE: 'noma-system' },
+    );
+    expect(c).toMatchObject({ namespace: 'ops', maxNodesInMaintenance: 3, leaseDurationMs: 3_000 });
+  });
+
+  it.each([
+    [['--max-nodes-in-maintenance', '0'], '--max-nodes-in-maintenance'],
+    [['--http-port', 'eighty'], '--http-port'],
+    [['--lease-duration', '15'], '--lease-duration'],
+    [['--notify-webhook-url', 'not a url'], '--notify-webhook-url'],
+    [['--log-level', 'loud'], '--log-level'],
+    [['--agent-tls-cert', 'tls.crt'], '--agent-tls-key'],
+    [['--no-such-flag'], 'no-such-flag'],
+  ])('rejects %j naming the flag', (argv, flag) => {
+    expect(() => parseConfig(argv, {})).toThrow(ConfigError);
+    expect(() => parseConfig(argv, {})).toThrow(flag);
+  });
+
+  it('answers --help, and the help text names every flag it parses', () => {
+    expect(parseConfig(['--help'], {})).toBe('help');
+    for (const flag of [
+      '--kubeconfig',
+      '--watch-namespace',
+      '--max-selected-nodes',
+      '--status-interval',
+    ]) {
+      expect(HELP).toContain(flag);
+    }
+  });
+});
