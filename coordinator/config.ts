@@ -3,6 +3,11 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../shared/duration.js';
 
+export interface ObjectRef {
+  readonly namespace: string;
+  readonly name: string;
+}
+
 export interface CoordinatorConfig {
   readonly kubeconfig: string | undefined;
   readonly namespace: string;
@@ -20,6 +25,13 @@ export interface CoordinatorConfig {
   /** Both set: the agent link is served; neither: node-local actions wait (no link). */
   readonly agentTlsCert: string | undefined;
   readonly agentTlsKey: string | undefined;
+  /**
+   * Set: the link's TLS material comes from this Secret, which the coordinator creates and
+   * renews itself (coordinator/link/tls-bootstrap.ts), unless the cert/key files are there.
+   */
+  readonly agentTlsSecret: ObjectRef | undefined;
+  /** Set (with agentTlsSecret): the CA certificate is published here for the agents. */
+  readonly agentCaConfigMap: ObjectRef | undefined;
   /** `namespace/name` of the agents' ServiceAccount; no other identity may connect. */
   readonly agentServiceAccount: string;
   readonly agentTokenAudience: string;
@@ -47,6 +59,13 @@ usage: node dist/coordinator/main.js [flags]
                                     --agent-tls-key it turns the link on (default: no link, and
                                     Script/Run/Reboot wait for one)
   --agent-tls-key <file>            PEM private key of the agent link
+  --agent-tls-secret [<ns>/]<name>  take the agent link's TLS material from this Secret
+                                    (default namespace: --namespace); it is created (a new CA
+                                    and serving certificate) when missing and renewed 30 days
+                                    before it expires. Turns the link on; files given with
+                                    --agent-tls-cert/-key win when they exist
+  --agent-ca-configmap [<ns>/]<name>  publish the CA certificate (ca.crt) of --agent-tls-secret
+                                    in this ConfigMap, for the agents' --coordinator-ca
   --agent-service-account <ns/name> the agents' ServiceAccount; tokens of any other are refused
                                     (default <namespace>/noma-agent)
   --agent-token-audience <aud>      audience the agents' projected tokens carry (default noma.dev)
@@ -95,6 +114,18 @@ function duration(name: string, text: string | undefined, defMs: number): number
   return ms;
 }
 
+const NAME = '[a-z0-9]([-a-z0-9.]*[a-z0-9])?';
+
+/** `namespace/name`, or `name` in `namespace`. */
+function objectRef(flag: string, text: string | undefined, namespace: string) {
+  if (text === undefined) return undefined;
+  const m = new RegExp(`^(?:(${NAME})/)?(${NAME})$`).exec(text);
+  if (m?.[3] === undefined) {
+    throw new ConfigError(`--${flag} must be [namespace/]name, got ${JSON.stringify(text)}`);
+  }
+  return { namespace: m[1] ?? namespace, name: m[3] };
+}
+
 export function parseConfig(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
@@ -121,6 +152,8 @@ export function parseConfig(
         'log-level': { type: 'string' },
         'agent-tls-cert': { type: 'string' },
         'agent-tls-key': { type: 'string' },
+        'agent-tls-secret': { type: 'string' },
+        'agent-ca-configmap': { type: 'string' },
         'agent-service-account': { type: 'string' },
         'agent-token-audience': { type: 'string' },
         'agent-heartbeat': { type: 'string' },
@@ -153,6 +186,11 @@ export function parseConfig(
   if ((cert === undefined) !== (key === undefined)) {
     throw new ConfigError('--agent-tls-cert and --agent-tls-key go together');
   }
+  const tlsSecret = objectRef('agent-tls-secret', values['agent-tls-secret'], namespace);
+  const caConfigMap = objectRef('agent-ca-configmap', values['agent-ca-configmap'], namespace);
+  if (caConfigMap !== undefined && tlsSecret === undefined) {
+    throw new ConfigError('--agent-ca-configmap needs --agent-tls-secret');
+  }
   const agentSA = values['agent-service-account'] ?? `${namespace}/noma-agent`;
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(agentSA)) {
     throw new ConfigError(`--agent-service-account must be namespace/name, got ${agentSA}`);
@@ -163,8 +201,10 @@ export function parseConfig(
     if (podIP === undefined) {
       throw new ConfigError('--leader-service needs $POD_IP (downward API: status.podIP)');
     }
-    if (cert === undefined) {
-      throw new ConfigError('--leader-service needs the agent link (--agent-tls-cert/-key)');
+    if (cert === undefined && tlsSecret === undefined) {
+      throw new ConfigError(
+        '--leader-service needs the agent link (--agent-tls-cert/-key or --agent-tls-secret)',
+      );
     }
   }
   return {
@@ -188,6 +228,8 @@ export function parseConfig(
     logLevel,
     agentTlsCert: cert,
     agentTlsKey: key,
+    agentTlsSecret: tlsSecret,
+    agentCaConfigMap: caConfigMap,
     agentServiceAccount: agentSA,
     agentTokenAudience: values['agent-token-audience'] ?? 'noma.dev',
     agentHeartbeatMs: duration('agent-heartbeat', values['agent-heartbeat'], 10_000),

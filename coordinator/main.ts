@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // noma coordinator: watches NodeMaintenance resources and takes nodes through maintenance.
 import { AuthenticationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
@@ -10,6 +10,7 @@ import { authenticateAgent } from './link/auth.js';
 import { LinkDispatcher } from './link/dispatcher.js';
 import { publishUntilDone } from './link/leader-endpoint.js';
 import { AgentLinkServer } from './link/server.js';
+import { ensureLinkTls, linkHosts, type LinkTlsMaterial } from './link/tls-bootstrap.js';
 import { webhookNotifier } from './actions/notify.js';
 import { ConfigError, HELP, parseConfig, type CoordinatorConfig } from './config.js';
 import { Controller } from './controller/controller.js';
@@ -19,6 +20,15 @@ import { buildHealthServer } from '../shared/health-server.js';
 import { LeaderElector } from './leader.js';
 import { createMetrics } from './metrics.js';
 import { kubeNodeOps } from './nodes/node-ops.js';
+
+/** How often the leader re-reads its TLS Secret (renewal, or a Secret replaced by others). */
+const TLS_RECHECK_MS = 3_600_000;
+
+const exists = (file: string) =>
+  access(file).then(
+    () => true,
+    () => false,
+  );
 
 /** The coordinator's own pods are never evicted by its drains. */
 const COORDINATOR_LABEL = ['app.kubernetes.io/component', 'coordinator'] as const;
@@ -84,7 +94,29 @@ async function main(config: CoordinatorConfig): Promise<void> {
   // Only the leader serves agents: a standby has no port open, so agents retry until they
   // reach the leader.
   let dispatcher: ActionDispatcher = noAgentLink;
-  if (config.agentTlsCert !== undefined && config.agentTlsKey !== undefined) {
+  // Files, when given and there, win (the sandbox, the tests, a Secret mounted by hand); else
+  // the Secret through the API, bootstrapped by the coordinator itself.
+  const { agentTlsCert: certFile, agentTlsKey: keyFile, agentTlsSecret: secret } = config;
+  const filesThere =
+    certFile !== undefined &&
+    keyFile !== undefined &&
+    (secret === undefined || ((await exists(certFile)) && (await exists(keyFile))));
+  let tls: { cert: string | Buffer; key: string | Buffer } | undefined;
+  let fromSecret: (() => Promise<LinkTlsMaterial>) | undefined;
+  if (filesThere) {
+    tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
+  } else if (secret !== undefined) {
+    const core = kc.makeApiClient(CoreV1Api);
+    fromSecret = () =>
+      ensureLinkTls(core, {
+        secret,
+        caConfigMap: config.agentCaConfigMap,
+        hosts: linkHosts(config.leaderService ?? 'noma-coordinator', config.namespace),
+        log: log.child({ component: 'tls' }),
+      });
+    tls = await fromSecret();
+  }
+  if (tls !== undefined) {
     const auth = kc.makeApiClient(AuthenticationV1Api);
     const core = kc.makeApiClient(CoreV1Api);
     const expect = {
@@ -94,10 +126,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
     const link = new AgentLinkServer({
       log: log.child({ component: 'link' }),
       port: config.agentPort,
-      tls: {
-        cert: await readFile(config.agentTlsCert),
-        key: await readFile(config.agentTlsKey),
-      },
+      tls,
       heartbeatMs: config.agentHeartbeatMs,
       registry: metrics.registry,
       authenticate: (token) =>
@@ -125,6 +154,24 @@ async function main(config: CoordinatorConfig): Promise<void> {
     dispatcher = linkDispatcher;
     const agentPort = await link.listen();
     log.info({ agentPort, serviceAccount: expect.serviceAccount }, 'agent link listening');
+    if (fromSecret !== undefined) {
+      // A coordinator may lead for longer than a certificate lives: the leader renews it (or
+      // picks up one that cert-manager renewed) while it serves, without a restart.
+      const refresh = fromSecret;
+      let served = tls.cert;
+      setInterval(() => {
+        refresh()
+          .then((next) => {
+            if (next.cert === served) return;
+            link.setTls(next);
+            served = next.cert;
+            log.info({ component: 'tls' }, 'agent link serves the renewed certificate');
+          })
+          .catch((err: unknown) => {
+            log.error({ err, component: 'tls' }, 'checking the agent link TLS Secret failed');
+          });
+      }, TLS_RECHECK_MS).unref();
+    }
     if (config.leaderService !== undefined && config.podIP !== undefined) {
       void publishUntilDone(
         kc,

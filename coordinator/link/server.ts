@@ -156,6 +156,11 @@ export class AgentLinkServer {
     this.handlers = handlers;
   }
 
+  /** Serves new connections with this certificate (a renewal); open ones keep theirs. */
+  setTls(tls: { readonly cert: string | Buffer; readonly key: string | Buffer }): void {
+    this.server.setSecureContext({ cert: tls.cert, key: tls.key });
+  }
+
   async listen(): Promise<number> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);

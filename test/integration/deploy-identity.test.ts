@@ -3,9 +3,11 @@
 // ServiceAccounts (not admin) through a maintenance. The agent's identity is held to its own
 // Node by the ValidatingAdmissionPolicy, like NodeRestriction holds a kubelet.
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import {
   AppsV1Api,
@@ -20,6 +22,7 @@ import {
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { GROUP, PLURAL, VERSION, type NodeMaintenance } from '../../shared/api/index.js';
+import { generateServingCert } from '../../shared/certs.js';
 import { startAgent, type AgentProcess } from '../support/agent-process.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
 import {
@@ -83,6 +86,34 @@ const LEADER_SLICE = 'noma-coordinator-leader';
 
 const labelPatch = (key: string) => ({ metadata: { labels: { [key]: 'x' } } });
 
+/** The link's TLS Secret and CA ConfigMap, as deploy/ names them (flags and Role). */
+const TLS_SECRET = 'noma-coordinator-tls';
+const CA_CONFIGMAP = 'noma-coordinator-ca';
+
+async function deleteLinkTls(): Promise<void> {
+  await core
+    .deleteNamespacedSecret({ name: TLS_SECRET, namespace: NOMA_NAMESPACE })
+    .catch(() => undefined);
+  await core
+    .deleteNamespacedConfigMap({ name: CA_CONFIGMAP, namespace: NOMA_NAMESPACE })
+    .catch(() => undefined);
+}
+
+const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+
+/** The certificate a TLS server presents to a client that trusts `ca` and asks for `name`. */
+async function servedCert(port: number, ca: string, name: string): Promise<X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca, servername: name }, () => {
+      const raw = socket.getPeerX509Certificate();
+      socket.destroy();
+      if (raw === undefined) reject(new Error('no peer certificate'));
+      else resolve(raw);
+    });
+    socket.once('error', reject);
+  });
+}
+
 beforeAll(async () => {
   await applyObjects(
     admin,
@@ -136,6 +167,7 @@ afterAll(async () => {
     .makeApiClient(DiscoveryV1Api)
     .deleteNamespacedEndpointSlice({ name: LEADER_SLICE, namespace: NOMA_NAMESPACE })
     .catch(() => undefined);
+  await deleteLinkTls();
   await deleteSimNode(nodeA);
   await deleteSimNode(nodeB);
   await ns.remove();
@@ -248,9 +280,47 @@ describe("the coordinator's identity (deploy/'s noma-coordinator ServiceAccount)
     const kc = client(kubeconfigs.coordinator);
     const api = kc.makeApiClient(CoreV1Api);
     expect((await refusal(api.listSecretForAllNamespaces())).code).toBe(403);
+    expect((await refusal(api.listNamespacedSecret({ namespace: NOMA_NAMESPACE }))).code).toBe(403);
     expect((await refusal(api.readNamespacedSecret({ name: 'x', namespace: ns.name }))).code).toBe(
       403,
     );
+    // In its own namespace, a Secret that exists but is not its TLS Secret stays unreadable
+    // (create is namespace-wide in RBAC; get and update are by name).
+    const other = uniqueName('other-secret');
+    await core.createNamespacedSecret({
+      namespace: NOMA_NAMESPACE,
+      body: { metadata: { name: other }, stringData: { password: 'x' } },
+    });
+    try {
+      const read = await refusal(
+        api.readNamespacedSecret({ name: other, namespace: NOMA_NAMESPACE }),
+      );
+      expect(read.code).toBe(403);
+      const update = await refusal(
+        api.replaceNamespacedSecret({
+          name: other,
+          namespace: NOMA_NAMESPACE,
+          body: { metadata: { name: other }, stringData: { password: 'y' } },
+        }),
+      );
+      expect(update.code).toBe(403);
+    } finally {
+      await core.deleteNamespacedSecret({ name: other, namespace: NOMA_NAMESPACE });
+    }
+    expect(
+      (
+        await refusal(
+          api.readNamespacedConfigMap({ name: 'noma-label-rules', namespace: NOMA_NAMESPACE }),
+        )
+      ).code,
+    ).toBe(403);
+    expect(
+      (
+        await refusal(
+          api.createNamespacedSecret({ namespace: ns.name, body: { metadata: { name: 'x' } } }),
+        )
+      ).code,
+    ).toBe(403);
     const pod = { metadata: { name: 'sneaky' }, spec: { containers: [{ name: 'c', image: 'x' }] } };
     expect((await refusal(api.createNamespacedPod({ namespace: ns.name, body: pod }))).code).toBe(
       403,
@@ -260,6 +330,104 @@ describe("the coordinator's identity (deploy/'s noma-coordinator ServiceAccount)
     expect(
       (await refusal(leases.createNamespacedLease({ namespace: ns.name, body: lease }))).code,
     ).toBe(403);
+  });
+});
+
+describe("the agent link's TLS, bootstrapped with the coordinator's own identity", () => {
+  const start = (identity: string) =>
+    startCoordinator(kubeconfigs.coordinator, [
+      '--namespace',
+      NOMA_NAMESPACE,
+      '--watch-namespace',
+      ns.name,
+      '--identity',
+      identity,
+      '--lease-duration',
+      '3s',
+      '--agent-port',
+      '0',
+      // As deploy/'s Deployment passes them (names in --namespace).
+      '--agent-tls-secret',
+      TLS_SECRET,
+      '--agent-ca-configmap',
+      CA_CONFIGMAP,
+    ]);
+  const readBoth = async () => ({
+    secret: await core.readNamespacedSecret({ name: TLS_SECRET, namespace: NOMA_NAMESPACE }),
+    cm: await core.readNamespacedConfigMap({ name: CA_CONFIGMAP, namespace: NOMA_NAMESPACE }),
+  });
+  const SERVICE_NAME = `noma-coordinator.${NOMA_NAMESPACE}.svc`;
+
+  it('creates the Secret and the CA ConfigMap on first start, serves with them, and reuses them on the next', async () => {
+    await deleteLinkTls();
+    const first = await start(uniqueName('tls-first'));
+    let created;
+    try {
+      created = await readBoth();
+      const port = agentPortFrom(first.logs) ?? 0;
+      const data = created.secret.data ?? {};
+      expect(created.secret.type).toBe('kubernetes.io/tls');
+      const caCert = unb64(data['ca.crt']);
+      expect(created.cm.data?.['ca.crt']).toBe(caCert);
+      const cert = new X509Certificate(unb64(data['tls.crt']));
+      expect(cert.subjectAltName).toContain(`DNS:${SERVICE_NAME}`);
+      expect(cert.subjectAltName).toContain(`DNS:${SERVICE_NAME}.cluster.local`);
+      expect(cert.verify(new X509Certificate(caCert).publicKey)).toBe(true);
+      // What an agent does: trust only the published CA, ask for the Service's name.
+      const served = await servedCert(port, caCert, SERVICE_NAME);
+      expect(served.fingerprint256).toBe(cert.fingerprint256);
+    } finally {
+      expect(await first.kill('SIGTERM')).toBe(0);
+    }
+
+    const second = await start(uniqueName('tls-second'));
+    try {
+      const again = await readBoth();
+      expect(again.secret.metadata?.resourceVersion).toBe(created.secret.metadata?.resourceVersion);
+      expect(again.cm.metadata?.resourceVersion).toBe(created.cm.metadata?.resourceVersion);
+      const caCert = unb64(again.secret.data?.['ca.crt']);
+      const served = await servedCert(agentPortFrom(second.logs) ?? 0, caCert, SERVICE_NAME);
+      expect(served.fingerprint256).toBe(
+        new X509Certificate(unb64(again.secret.data?.['tls.crt'])).fingerprint256,
+      );
+    } finally {
+      expect(await second.kill('SIGTERM')).toBe(0);
+    }
+  });
+
+  it('renews a certificate that expires within 30 days, signed by the same CA', async () => {
+    const { secret, cm } = await readBoth();
+    const data = secret.data ?? {};
+    const ca = { cert: unb64(data['ca.crt']), key: unb64(data['ca.key']) };
+    // Ten days left: inside the renewal window.
+    const short = await generateServingCert(ca, [SERVICE_NAME], 10);
+    await core.replaceNamespacedSecret({
+      name: TLS_SECRET,
+      namespace: NOMA_NAMESPACE,
+      body: {
+        metadata: { name: TLS_SECRET, resourceVersion: secret.metadata?.resourceVersion ?? '' },
+        type: 'kubernetes.io/tls',
+        data: {
+          ...data,
+          'tls.crt': Buffer.from(short.cert).toString('base64'),
+          'tls.key': Buffer.from(short.key).toString('base64'),
+        },
+      },
+    });
+    const third = await start(uniqueName('tls-renew'));
+    try {
+      const renewed = await readBoth();
+      const cert = new X509Certificate(unb64(renewed.secret.data?.['tls.crt']));
+      expect(Date.parse(cert.validTo) - Date.now()).toBeGreaterThan(300 * 24 * 3_600_000);
+      expect(unb64(renewed.secret.data?.['ca.crt'])).toBe(ca.cert);
+      expect(cert.verify(new X509Certificate(ca.cert).publicKey)).toBe(true);
+      // Same CA: the agents' ConfigMap is left as it was.
+      expect(renewed.cm.metadata?.resourceVersion).toBe(cm.metadata?.resourceVersion);
+      const served = await servedCert(agentPortFrom(third.logs) ?? 0, ca.cert, SERVICE_NAME);
+      expect(served.fingerprint256).toBe(cert.fingerprint256);
+    } finally {
+      expect(await third.kill('SIGTERM')).toBe(0);
+    }
   });
 });
 

@@ -99,7 +99,7 @@ describe('the coordinator Deployment', () => {
       expect(labels[k]).toBe(v);
   });
 
-  it('serves the agent link with its TLS Secret, and points the Service at the leader only', () => {
+  it('serves the agent link with the TLS Secret it bootstraps, and points the Service at the leader only', () => {
     const args = coordinator?.args ?? [];
     const env = Object.fromEntries(
       (coordinator?.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef?.fieldPath]),
@@ -112,12 +112,25 @@ describe('the coordinator Deployment', () => {
     });
     if (config === 'help') throw new Error('--help in deploy/');
     expect(env['POD_IP']).toBe('status.podIP');
-    const tlsMount = coordinator?.volumeMounts?.find(
-      (m) => config.agentTlsCert?.startsWith(`${m.mountPath}/`) === true,
+    // TLS from the Secret it bootstraps itself (no files, no Secret volume), its CA published
+    // in the ConfigMap that the agents mount, and RBAC that allows exactly those two by name.
+    expect(config.agentTlsCert).toBeUndefined();
+    expect(config.agentTlsSecret).toEqual({
+      namespace: 'noma-system',
+      name: 'noma-coordinator-tls',
+    });
+    expect(config.agentCaConfigMap).toEqual({
+      namespace: 'noma-system',
+      name: 'noma-coordinator-ca',
+    });
+    expect(deploy.spec?.template.spec?.volumes?.some((v) => v.secret !== undefined)).toBe(false);
+    const caFile = new Map((agent?.env ?? []).map((e) => [e.name, e.value])).get(
+      'NOMA_COORDINATOR_CA',
     );
-    expect(config.agentTlsKey?.startsWith(`${tlsMount?.mountPath ?? '?'}/`)).toBe(true);
-    const tlsVolume = deploy.spec?.template.spec?.volumes?.find((v) => v.name === tlsMount?.name);
-    expect(tlsVolume?.secret?.secretName).toBe('noma-coordinator-tls');
+    const caMount = agent?.volumeMounts?.find((m) => caFile?.startsWith(`${m.mountPath}/`));
+    const caVolume = agentPod?.volumes?.find((v) => v.name === caMount?.name);
+    expect(caVolume?.configMap?.name).toBe(config.agentCaConfigMap?.name);
+    expect(caVolume?.configMap?.items).toEqual([{ key: 'ca.crt', path: 'ca.crt' }]);
 
     // The Service has no selector (a standby has no port open); the leader's EndpointSlice
     // names it, its port by name, and RBAC allows exactly that slice.
@@ -140,6 +153,16 @@ describe('the coordinator Deployment', () => {
       leaderSliceName(svc.metadata?.name ?? ''),
     ]);
     expect(sliceRules.flatMap((r) => r.verbs).sort()).toEqual(['create', 'get', 'update']);
+    for (const [resource, name] of [
+      ['secrets', config.agentTlsSecret?.name],
+      ['configmaps', config.agentCaConfigMap?.name],
+    ] as const) {
+      const rules = (role.rules ?? []).filter((r) => r.resources?.includes(resource));
+      // Named get/update; create cannot be limited by name in RBAC. No list or watch.
+      expect(rules.flatMap((r) => r.resourceNames ?? [])).toEqual([name]);
+      expect(rules.find((r) => r.resourceNames === undefined)?.verbs).toEqual(['create']);
+      expect(rules.flatMap((r) => r.verbs).sort()).toEqual(['create', 'get', 'update']);
+    }
     // Rolling updates replace one pod at a time without a surge pod (one leader either way).
     expect(deploy.spec?.strategy?.rollingUpdate).toEqual({ maxUnavailable: 1, maxSurge: 0 });
   });
