@@ -15,7 +15,6 @@ import type { TaintSpec } from '../nodes/taints.js';
 import {
   admission,
   isActive,
-  isTerminal,
   maxUnavailable,
   nextStep,
   setCondition,
@@ -272,10 +271,32 @@ export class MaintenanceRun {
       if (signal.aborted) return;
       const message = err instanceof Error ? err.message : String(err);
       this.log.error({ err, node: name }, 'node failed');
-      await this.setNode(name, transition(this.node(name), 'Failed', this.deps.now(), { message }));
-      this.event('Warning', 'NodeFailed', message, name);
-      this.deps.fleet.notifyChanged();
+      await this.failNode(name, 'NodeFailed', message);
     }
+  }
+
+  /** Stops this node where it is (it stays cordoned), saying why in status and an Event. */
+  private async failNode(
+    name: string,
+    reason: string,
+    message: string,
+    fields: Partial<NodeStatus> = {},
+  ): Promise<void> {
+    const failed = transition(this.node(name), 'Failed', this.deps.now(), { ...fields, message });
+    await this.setNode(name, failed);
+    this.event('Warning', reason, message, name);
+    this.deps.fleet.notifyChanged();
+  }
+
+  /** Undoes what noma did to the node (Complete, or a deleted maintenance): see NodeOps.leave. */
+  private returnNode(node: NodeStatus): Promise<void> {
+    const initial = node.initialState;
+    return this.deps.nodes.leave(
+      node.name,
+      this.ourTaints(),
+      initial?.taints ?? [],
+      initial?.unschedulable === false,
+    );
   }
 
   private async admit(name: string, signal: AbortSignal): Promise<void> {
@@ -305,8 +326,7 @@ export class MaintenanceRun {
       const node = this.node(name);
       const now = this.deps.now();
       if (live === undefined) {
-        await this.setNode(name, transition(node, 'Failed', now, { message: 'node not found' }));
-        this.event('Warning', 'NodeFailed', 'node not found', name);
+        await this.failNode(name, 'NodeFailed', 'node not found');
         return;
       }
       const { message: _waiting, ...rest } = node;
@@ -393,15 +413,7 @@ export class MaintenanceRun {
       await this.setNode(name, transition(rest, 'Drained', now, { drain: result.progress }));
       this.event('Normal', 'Drained', `drained: ${result.progress.evicted} pods evicted`, name);
     } else {
-      await this.setNode(
-        name,
-        transition(this.node(name), 'Failed', now, {
-          drain: result.progress,
-          message: result.reason,
-        }),
-      );
-      this.event('Warning', 'DrainFailed', result.reason, name);
-      this.deps.fleet.notifyChanged();
+      await this.failNode(name, 'DrainFailed', result.reason, { drain: result.progress });
     }
   }
 
@@ -482,13 +494,7 @@ export class MaintenanceRun {
 
     switch (action.type) {
       case 'Complete': {
-        const initial = node.initialState;
-        await this.deps.nodes.leave(
-          name,
-          this.ourTaints(),
-          initial?.taints ?? [],
-          initial?.unschedulable === false,
-        );
+        await this.returnNode(node);
         await done({});
         return;
       }
@@ -565,15 +571,7 @@ export class MaintenanceRun {
       if (outcome.kind === 'succeeded') {
         await done(fields);
       } else {
-        await this.setNode(
-          name,
-          transition(this.node(name), 'Failed', this.deps.now(), {
-            ...fields,
-            message: outcome.message,
-          }),
-        );
-        this.event('Warning', 'ActionFailed', outcome.message, name);
-        this.deps.fleet.notifyChanged();
+        await this.failNode(name, 'ActionFailed', outcome.message, fields);
       }
       return;
     }
@@ -587,13 +585,7 @@ export class MaintenanceRun {
     await this.stop();
     for (const n of this.status.nodes ?? []) {
       if (!isActive(n)) continue;
-      const initial = n.initialState;
-      await this.deps.nodes.leave(
-        n.name,
-        this.ourTaints(),
-        initial?.taints ?? [],
-        initial?.unschedulable === false,
-      );
+      await this.returnNode(n);
       await this.setNode(
         n.name,
         transition(n, 'Restored', this.deps.now(), { message: 'maintenance deleted' }),
@@ -607,10 +599,5 @@ export class MaintenanceRun {
     }
     await this.deps.store.flush();
     this.deps.fleet.notifyChanged();
-  }
-
-  isFinished(): boolean {
-    const nodes = this.status.nodes ?? [];
-    return this.status.phase === 'Failed' || (nodes.length > 0 && nodes.every(isTerminal));
   }
 }

@@ -90,13 +90,7 @@ export function supervisorPid(dir = CLUSTER_DIR): number | undefined {
   const { pid: pidFile } = files(dir);
   if (!existsSync(pidFile)) return undefined;
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
+  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
 }
 
 /** True when a control plane started from `dir` is running and ready. */
@@ -155,7 +149,8 @@ function tail(file: string, lines = 30): string {
   }
 }
 
-function alive(pid: number): boolean {
+/** True while a process with this PID exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

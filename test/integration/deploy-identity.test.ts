@@ -13,7 +13,6 @@ import {
   AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
-  CustomObjectsApi,
   DiscoveryV1Api,
   KubeConfig,
   PatchStrategy,
@@ -21,7 +20,6 @@ import {
   type V1Node,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { GROUP, PLURAL, VERSION, type NodeMaintenance } from '../../shared/api/index.js';
 import { generateServingCert } from '../../shared/certs.js';
 import { startAgent, type AgentProcess } from '../support/agent-process.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
@@ -37,6 +35,7 @@ import {
 } from '../support/deploy.js';
 import { container, GPU } from '../support/drain-fixtures.js';
 import { mintToken, writeTokenKubeconfig } from '../support/identity.js';
+import { maintenances } from '../support/maintenance.js';
 import { agentPortFrom, writeLinkTls } from '../support/link.js';
 import {
   adminKubeConfig,
@@ -501,39 +500,22 @@ describe('a full maintenance with the manifests’ identities', () => {
       false,
       { POD_IP: '10.0.0.7', POD_NAME: identity },
     );
-    const custom = admin.makeApiClient(CustomObjectsApi);
+    const nms = maintenances(admin, ns.name);
     const name = uniqueName('complete');
-    await custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      namespace: ns.name,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'NodeMaintenance',
-        metadata: { name },
-        spec: {
-          operationName: 'deploy-identity',
-          linearTicket: 'ENG-6',
-          nodeSelector: `kubernetes.io/hostname in (${nodeA})`,
-          actions: [{ type: 'Complete' }],
-        },
-      },
+    await nms.create(name, {
+      operationName: 'deploy-identity',
+      linearTicket: 'ENG-6',
+      nodeSelector: `kubernetes.io/hostname in (${nodeA})`,
+      actions: [{ type: 'Complete' }],
     });
     const done = await waitFor(
       'NodeMaintenance Completed',
       async () => {
-        const nm = (await custom.getNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: ns.name,
-          name,
-        })) as NodeMaintenance;
-        if (nm.status?.phase === 'Failed') {
+        const nm = await nms.get(name);
+        if (nm?.status?.phase === 'Failed') {
           throw new Error(`maintenance failed: ${JSON.stringify(nm.status)}`);
         }
-        return nm.status?.phase === 'Completed' ? nm : undefined;
+        return nm?.status?.phase === 'Completed' ? nm : undefined;
       },
       45_000,
     ).catch((err: unknown) => {

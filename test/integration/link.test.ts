@@ -22,6 +22,7 @@ import type { NodeMaintenance } from '../../shared/api/index.js';
 import { AGENT_LINK_PATH, NODE_HEADER, encode } from '../../shared/protocol.js';
 import { startAgent, type AgentProcess } from '../support/agent-process.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import { alive } from '../cluster/cluster.js';
 import { installCRD } from '../support/crd.js';
 import { maintenances } from '../support/maintenance.js';
 import {
@@ -223,15 +224,6 @@ function nodeStatus(m: NodeMaintenance, node: string) {
 
 const bootIDOf = async (node: string): Promise<string> =>
   (await core.readNode({ name: node })).status?.nodeInfo?.bootID ?? '';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 beforeEach(() => {
   onTestFailed(() => {

@@ -12,6 +12,7 @@ import {
 } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inject } from 'vitest';
+import { mintToken } from './identity.js';
 
 /** Admin KubeConfig of the local control plane started by the global setup. */
 export function adminKubeConfig(): KubeConfig {
@@ -156,25 +157,14 @@ export async function mintServiceAccountToken(
   serviceAccount: string,
   opts: { audiences?: string[]; expirationSeconds?: number } = {},
 ): Promise<string> {
-  const core = adminKubeConfig().makeApiClient(CoreV1Api);
-  await core
+  const kc = adminKubeConfig();
+  await kc
+    .makeApiClient(CoreV1Api)
     .createNamespacedServiceAccount({ namespace, body: { metadata: { name: serviceAccount } } })
     .catch((err: unknown) => {
       if ((err as { code?: number }).code !== 409) throw err;
     });
-  const tr = await core.createNamespacedServiceAccountToken({
-    name: serviceAccount,
-    namespace,
-    body: {
-      spec: {
-        audiences: opts.audiences ?? [],
-        expirationSeconds: opts.expirationSeconds ?? 3600,
-      },
-    },
-  });
-  const token = tr.status?.token;
-  if (token === undefined) throw new Error('TokenRequest returned no token');
-  return token;
+  return mintToken(kc, namespace, serviceAccount, opts);
 }
 
 /** Asks the API server who a token belongs to (TokenReview), as the coordinator will. */
