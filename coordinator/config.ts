@@ -48,7 +48,8 @@ export const HELP = `noma coordinator: carries out NodeMaintenance resources.
 usage: node dist/coordinator/main.js [flags]
 
   --kubeconfig <file>               kubeconfig to use (default: in-cluster config)
-  --namespace <ns>                  namespace of the leader-election Lease
+  --namespace <ns>                  the coordinator's namespace: its leader-election Lease and
+                                    the pods of steps with an image and of InteractiveShell
                                     (default: $POD_NAMESPACE, else noma-system)
   --watch-namespace <ns>            act only on NodeMaintenances in this namespace (default: all)
   --http-port <n>                   health and metrics: /healthz /readyz /metrics (default 8080;

@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // noma coordinator: watches NodeMaintenance resources and takes nodes through maintenance.
-import { AuthenticationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { SharedAgentKubeConfig } from './kube-config.js';
 import { access, readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
 import { noAgentLink, type ActionDispatcher } from './actions/dispatcher.js';
+import { PodActionRunner } from './actions/pod-runner.js';
+import { RoutingDispatcher } from './actions/routing.js';
 import { authenticateAgent } from './link/auth.js';
 import { LinkDispatcher } from './link/dispatcher.js';
 import { publishUntilDone } from './link/leader-endpoint.js';
@@ -35,12 +38,15 @@ const COORDINATOR_LABEL = ['app.kubernetes.io/component', 'coordinator'] as cons
 
 async function main(config: CoordinatorConfig): Promise<void> {
   const log = createLogger('noma-coordinator', config.logLevel as 'info');
-  const kc = new KubeConfig();
+  const kc = new SharedAgentKubeConfig();
   if (config.kubeconfig === undefined) kc.loadFromCluster();
   else kc.loadFromFile(config.kubeconfig);
 
-  const running: { controller?: Controller; link?: AgentLinkServer; dispatcher?: LinkDispatcher } =
-    {};
+  const running: {
+    controller?: Controller;
+    link?: AgentLinkServer;
+    dispatcher?: ActionDispatcher;
+  } = {};
   const metrics = createMetrics(() => running.controller);
   const elector = new LeaderElector({
     kc,
@@ -79,8 +85,9 @@ async function main(config: CoordinatorConfig): Promise<void> {
     stopping = true;
     log.info('shutting down');
     stopPublishing.abort();
-    // Aborts from here on are a shutdown, not a cancel: agents keep running their actions.
-    running.dispatcher?.detach();
+    // Aborts from here on are a shutdown, not a cancel: agents keep running their actions and
+    // action pods stay, for the next leader to attach to.
+    running.dispatcher?.detach?.();
     await running.controller?.stop();
     await running.link?.close();
     await elector.release();
@@ -93,7 +100,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
   await elector.run(() => void shutdown(1));
   // Only the leader serves agents: a standby has no port open, so agents retry until they
   // reach the leader.
-  let dispatcher: ActionDispatcher = noAgentLink;
+  let agents: ActionDispatcher = noAgentLink;
   // Files, when given and there, win (the sandbox, the tests, a Secret mounted by hand); else
   // the Secret through the API, bootstrapped by the coordinator itself.
   const { agentTlsCert: certFile, agentTlsKey: keyFile, agentTlsSecret: secret } = config;
@@ -150,8 +157,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
         }),
     });
     running.link = link;
-    running.dispatcher = linkDispatcher;
-    dispatcher = linkDispatcher;
+    agents = linkDispatcher;
     const agentPort = await link.listen();
     log.info({ agentPort, serviceAccount: expect.serviceAccount }, 'agent link listening');
     if (fromSecret !== undefined) {
@@ -187,6 +193,16 @@ async function main(config: CoordinatorConfig): Promise<void> {
       );
     }
   }
+  // Steps with an image and InteractiveShell run as pods in our namespace; the rest on agents.
+  const dispatcher = new RoutingDispatcher(
+    new PodActionRunner({
+      kc,
+      log: log.child({ component: 'pods' }),
+      namespace: config.namespace,
+    }),
+    agents,
+  );
+  running.dispatcher = dispatcher;
   const drainLog = log.child({ component: 'drain' });
   const notifier = webhookNotifier({ url: config.notifyWebhookUrl });
   const controller = new Controller({
@@ -217,7 +233,11 @@ async function main(config: CoordinatorConfig): Promise<void> {
         return outcome;
       },
     },
-    events: kubeEventRecorder(kc, log.child({ component: 'events' })),
+    events: kubeEventRecorder(kc, log.child({ component: 'events' }), {
+      onDropped: (why) => {
+        metrics.eventsDropped.inc({ why });
+      },
+    }),
     globalLimit: config.maxNodesInMaintenance,
     maxSelectedNodes: config.maxSelectedNodes,
     statusIntervalMs: config.statusIntervalMs,

@@ -9,6 +9,7 @@ export interface CoordinatorMetrics {
   readonly notifyFailures: Counter;
   readonly drainEvents: Counter<'event'>;
   readonly drainDuration: Histogram<'result'>;
+  readonly eventsDropped: Counter<'why'>;
 }
 
 export function createMetrics(controller: () => Controller | undefined): CoordinatorMetrics {
@@ -58,5 +59,11 @@ export function createMetrics(controller: () => Controller | undefined): Coordin
     buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
     registers: [registry],
   });
-  return { registry, notifyFailures, drainEvents, drainDuration };
+  const eventsDropped = new Counter({
+    name: 'noma_events_dropped_total',
+    help: 'Kubernetes Events not written: throttled (more than 25 of one reason on one object, then 1 per 5 min), backlog (too many waiting) or failed',
+    labelNames: ['why'],
+    registers: [registry],
+  });
+  return { registry, notifyFailures, drainEvents, drainDuration, eventsDropped };
 }

@@ -76,6 +76,41 @@ describe('renderStatus', () => {
     );
   });
 
+  it('prints the commands of an open InteractiveShell in full', () => {
+    const exec = 'kubectl -n noma-system exec -it noma-gpu-01-0-0123456789 -c shell -- /bin/sh';
+    const release =
+      'kubectl -n gpu-ops annotate nodemaintenances.noma.dev debug noma.dev/release=gpu-01/0 --overwrite';
+    const shell: NodeMaintenance = {
+      ...running,
+      spec: {
+        ...running.spec,
+        actions: [{ type: 'InteractiveShell', interactiveShell: { image: 'd' } }],
+      },
+      status: {
+        phase: 'Running',
+        nodes: [
+          {
+            name: 'gpu-01',
+            phase: 'InAction',
+            currentActionIndex: 0,
+            currentActionType: 'InteractiveShell',
+            job: {
+              pod: 'noma-gpu-01-0-0123456789',
+              namespace: 'noma-system',
+              timeoutAt: '2026-08-02T12:00:00Z',
+              execCommand: exec,
+              releaseCommand: release,
+            },
+          },
+          { name: 'gpu-02', phase: 'Succeeded' },
+        ],
+      },
+    };
+    const text = renderStatus([shell], now);
+    expect(text).toContain(`  gpu-01 shell:   ${exec}\n  gpu-01 release: ${release}\n`);
+    expect(text).not.toContain('gpu-02 shell');
+  });
+
   it('says when the coordinator has not picked a maintenance up', () => {
     const fresh = { ...running };
     delete fresh.status;

@@ -84,6 +84,13 @@ export function renderMaintenance(m: NodeMaintenance, now: Date): string {
     );
     text += table.replace(/^/gm, '  ').replace(/ +$/gm, '');
   }
+  // In full, not in the truncated MESSAGE column: they are meant to be copied.
+  for (const n of s?.nodes ?? []) {
+    const job = n.job;
+    if (n.phase !== 'InAction' || job?.execCommand === undefined) continue;
+    text += `  ${n.name} shell:   ${job.execCommand}\n`;
+    if (job.releaseCommand !== undefined) text += `  ${n.name} release: ${job.releaseCommand}\n`;
+  }
   return text;
 }
 

@@ -1,6 +1,18 @@
-// Node-local actions (Script, Run, Reboot, InteractiveShell) run on the node, through the agent
-// link. The controller only knows this interface; the agent link implements it.
-import type { Action } from '../../shared/api/index.js';
+// Node-local actions (Script, Run, Reboot, InteractiveShell) run on the node: through the agent
+// link, or as a pod pinned to the node (an `image`, InteractiveShell). The controller only knows
+// this interface; routing.ts picks the implementation per action.
+import type { Action, NodeStatus } from '../../shared/api/index.js';
+
+/** The pod that runs a step, as status.nodes[].job records it. */
+export type ActionJob = NonNullable<NodeStatus['job']>;
+
+/** What an action tells the run while it is going on; the run writes it into status. */
+export interface ActionProgress {
+  /** The step runs as this pod (status: nodes[].job, pendingJobs, jobTimeoutAt). */
+  readonly job?: ActionJob;
+  /** What the step waits for, e.g. the pod Pending: ImagePullBackOff. */
+  readonly message?: string;
+}
 
 export interface NodeActionRequest {
   /** `<cr uid>/<node>/<action index>/<attempt>`: the agent runs an ID at most once. */
@@ -11,16 +23,39 @@ export interface NodeActionRequest {
   readonly signal: AbortSignal;
   /** Reboot: the Node's status.nodeInfo.bootID before the reboot (from status). */
   readonly bootIDBeforeReboot?: string;
+  /** The step's job as status records it: a pod was (or was about to be) created for it. */
+  readonly job?: ActionJob;
+  readonly maintenance: { readonly namespace: string; readonly name: string; readonly uid: string };
+  /** Resolves once the progress is in status (a job is committed, a message coalesced). */
+  report(progress: ActionProgress): Promise<void>;
+  /** The NodeMaintenance's annotations as of now (an InteractiveShell's release). */
+  annotations(): Readonly<Record<string, string>>;
+  /** Resolves when a new version of the NodeMaintenance arrives, or `signal` aborts. */
+  maintenanceChanged(signal: AbortSignal): Promise<void>;
+}
+
+interface Finished {
+  exitCode?: number;
+  outputTail?: string;
+  /** Removes what the step left behind (its pod): called once the result is in status. */
+  afterRecorded?: () => Promise<void>;
 }
 
 export type NodeActionOutcome =
-  | { kind: 'succeeded'; exitCode?: number; outputTail?: string }
-  | { kind: 'failed'; message: string; exitCode?: number; outputTail?: string }
+  | ({ kind: 'succeeded'; message?: string } & Finished)
+  | ({ kind: 'failed'; message: string } & Finished)
   /** Nothing can run it now (no agent connected): the node waits and the step is retried. */
-  | { kind: 'unavailable'; message: string };
+  | { kind: 'unavailable'; message: string; reason?: string };
 
 export interface ActionDispatcher {
   run(req: NodeActionRequest): Promise<NodeActionOutcome>;
+  /**
+   * The maintenance with this UID is finished or deleted: remove whatever of its steps is left
+   * (pods whose result was recorded by a coordinator that died before deleting them).
+   */
+  forget?(maintenanceUid: string): Promise<void>;
+  /** The coordinator is shutting down: aborts from now on leave running steps running. */
+  detach?(): void;
 }
 
 /** Until the agent link exists: every node-local action waits, saying why. */

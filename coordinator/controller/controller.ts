@@ -24,6 +24,7 @@ import {
 import type { Logger } from '../../shared/log.js';
 import { FINALIZER } from '../../shared/maintenance-keys.js';
 import type { ActionDispatcher } from '../actions/dispatcher.js';
+import { runsAsPod } from '../actions/pod-job.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder } from '../events.js';
 import type { NodeOps } from '../nodes/node-ops.js';
@@ -207,8 +208,14 @@ export class Controller {
       await this.patchFinalizers(cr, (f) => (f.includes(FINALIZER) ? f : [...f, FINALIZER]));
     }
     const run = this.createRun(cr);
-    void run?.start().then(() => {
+    void run?.start().then(async () => {
       this.fleet.notifyChanged();
+      // Finished here or before a restart: pods whose result is recorded but that a
+      // coordinator killed in between did not delete go now.
+      const phase = run.status.phase;
+      if ((phase === 'Completed' || phase === 'Failed') && cr.spec.actions.some(runsAsPod)) {
+        await this.opts.dispatcher.forget?.(cr.metadata.uid ?? '');
+      }
     });
   }
 
@@ -257,6 +264,8 @@ export class Controller {
     if (!(cr.metadata.finalizers ?? []).includes(FINALIZER)) return;
     try {
       await run.cancel();
+      // A deletion seen only after a restart has no step in flight to stop its pod.
+      if (cr.spec.actions.some(runsAsPod)) await this.opts.dispatcher.forget?.(uid);
       await this.patchFinalizers(cr, (f) => f.filter((x) => x !== FINALIZER));
       this.runs.delete(uid);
       this.fleet.notifyChanged();

@@ -128,6 +128,35 @@ describe('maintenance phase and summary', () => {
     expect(done.currentActionType).toBeUndefined();
   });
 
+  it('lists the pods of steps in flight in pendingJobs, with the earliest timeout', () => {
+    const job = (pod: string, timeoutAt: string) => ({ pod, namespace: 'noma-system', timeoutAt });
+    const s = summarize(
+      {
+        pendingJobs: ['stale'],
+        nodes: [
+          node({ name: 'a', phase: 'InAction', job: job('p-a', '2026-11-21T02:00:00.000Z') }),
+          node({ name: 'b', phase: 'InAction', job: job('p-b', '2026-11-21T01:00:00.000Z') }),
+          node({ name: 'c', phase: 'InAction', currentActionIndex: 0 }),
+          // Finished nodes' pods are not pending, whatever their status still says.
+          node({ name: 'd', phase: 'Failed', job: job('p-d', '2026-11-21T00:30:00.000Z') }),
+        ],
+      },
+      spec(),
+      now,
+      1,
+    );
+    expect(s.pendingJobs).toEqual(['p-a', 'p-b']);
+    expect(s.jobTimeoutAt).toBe('2026-11-21T01:00:00.000Z');
+    const none = summarize(
+      { ...s, nodes: [node({ name: 'a', phase: 'Succeeded' })] },
+      spec(),
+      now,
+      1,
+    );
+    expect(none.pendingJobs).toBeUndefined();
+    expect(none.jobTimeoutAt).toBeUndefined();
+  });
+
   it('stamps transitions, and completedAt on terminal phases', () => {
     const t = transition(node(), 'Succeeded', now);
     expect(t).toMatchObject({

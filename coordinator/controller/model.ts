@@ -145,7 +145,7 @@ export function setCondition(
 
 /**
  * Everything in status that follows from status.nodes: phase, progress, the seed's
- * currentAction* fields, completedAt and the Ready/Progressing/Degraded conditions.
+ * currentAction* and job fields, completedAt and the Ready/Progressing/Degraded conditions.
  */
 export function summarize(
   status: NodeMaintenanceStatus,
@@ -217,6 +217,18 @@ export function summarize(
   } else {
     delete next.currentActionIndex;
     delete next.currentActionType;
+  }
+  // The seed's job fields, from the pods of the steps in flight: their names, and the earliest
+  // time one of them times out.
+  const jobs = inAction.flatMap((n) => (n.job === undefined ? [] : [n.job]));
+  if (jobs.length > 0) {
+    next.pendingJobs = jobs.map((j) => j.pod).sort();
+    next.jobTimeoutAt = jobs
+      .map((j) => j.timeoutAt)
+      .reduce((a, b) => (Date.parse(b) < Date.parse(a) ? b : a));
+  } else {
+    delete next.pendingJobs;
+    delete next.jobTimeoutAt;
   }
   if ((phase === 'Completed' || phase === 'Failed') && next.completedAt === undefined) {
     next.completedAt = now.toISOString();

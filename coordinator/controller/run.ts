@@ -1,16 +1,22 @@
 // One NodeMaintenance being carried out: selection, then one task per node walking the state
 // machine of model.ts. Every transition is committed to status before the next side effect, so
 // a coordinator killed at any instant resumes from status and never repeats a finished step.
+import { EventEmitter, once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node } from '@kubernetes/client-node';
 import type { NodeMaintenance, NodeMaintenanceStatus, NodeStatus } from '../../shared/api/index.js';
 import { backoffMs, parseDuration } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
 import { MAINTENANCE_TAINT, maintenanceLabelValue } from '../../shared/maintenance-keys.js';
-import { actionId, NODE_LOCAL_ACTIONS, type ActionDispatcher } from '../actions/dispatcher.js';
+import {
+  actionId,
+  NODE_LOCAL_ACTIONS,
+  type ActionDispatcher,
+  type ActionProgress,
+} from '../actions/dispatcher.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder, EventTarget } from '../events.js';
-import type { NodeOps } from '../nodes/node-ops.js';
+import { isTransient, type NodeOps } from '../nodes/node-ops.js';
 import type { TaintSpec } from '../nodes/taints.js';
 import {
   admission,
@@ -24,6 +30,8 @@ import type { DrainFn, DrainOutcome, DrainProgress } from './ports.js';
 import type { StatusStore } from './status-store.js';
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 30 * 60_000;
+/** About 10 minutes of backoff: beyond that the API server is not coming back soon. */
+const MAX_TRANSIENT_FAILURES = 25;
 const CONTROL_PLANE_LABELS = [
   'node-role.kubernetes.io/control-plane',
   'node-role.kubernetes.io/master',
@@ -65,6 +73,8 @@ export class MaintenanceRun {
   private readonly log: Logger;
   private done: Promise<void> | undefined;
   private blockedBy = new Map<string, string>();
+  /** Emits 'update' for every new version of the object (an InteractiveShell's release). */
+  private readonly versions = new EventEmitter().setMaxListeners(0);
 
   constructor(
     private cr: NodeMaintenance,
@@ -84,7 +94,10 @@ export class MaintenanceRun {
 
   /** Nodes that count against the limits: active in status, or reserved a moment ago. */
   activeNodes(): string[] {
-    const active = (this.status.nodes ?? []).filter(isActive).map((n) => n.name);
+    const active = this.deps.store
+      .nodes()
+      .filter(isActive)
+      .map((n) => n.name);
     return [...new Set([...active, ...this.reserved])];
   }
 
@@ -114,6 +127,7 @@ export class MaintenanceRun {
   update(cr: NodeMaintenance): void {
     this.cr = cr;
     this.deps.onUpdate?.(cr);
+    this.versions.emit('update');
   }
 
   start(): Promise<void> {
@@ -130,19 +144,14 @@ export class MaintenanceRun {
   }
 
   private node(name: string): NodeStatus {
-    const n = this.status.nodes?.find((x) => x.name === name);
+    const n = this.deps.store.node(name);
     if (n === undefined) throw new Error(`node ${name} is not in status`);
     return n;
   }
 
   private async setNode(name: string, next: NodeStatus, progressOnly = false): Promise<void> {
-    const mutate = (s: NodeMaintenanceStatus): NodeMaintenanceStatus => ({
-      ...s,
-      nodes: (s.nodes ?? []).map((n) => (n.name === name ? next : n)),
-      ...(next.currentActionType === undefined ? {} : { lastAction: next.currentActionType }),
-    });
-    if (progressOnly) this.deps.store.coalesce(mutate);
-    else await this.deps.store.commit(mutate);
+    if (next.name !== name) throw new Error(`entry of ${next.name} given for ${name}`);
+    await this.deps.store.setNode(next, progressOnly);
   }
 
   private ourTaints(): TaintSpec[] {
@@ -240,38 +249,57 @@ export class MaintenanceRun {
 
   private async runNode(name: string): Promise<void> {
     const signal = this.abort.signal;
-    try {
-      for (;;) {
+    let failures = 0;
+    for (;;) {
+      try {
+        await this.walkNode(name, signal);
+        return;
+      } catch (err) {
         if (signal.aborted) return;
-        const node = this.node(name);
-        const step = nextStep(node, this.cr.spec);
-        switch (step.kind) {
-          case 'terminal':
-            return;
-          case 'admit':
-            await this.admit(name, signal);
-            break;
-          case 'cordon':
-            await this.cordon(name);
-            break;
-          case 'drain':
-            await this.drainNode(name, signal);
-            break;
-          case 'finish':
-            await this.setNode(name, transition(node, 'Succeeded', this.deps.now()));
-            this.event('Normal', 'NodeSucceeded', 'maintenance of the node finished', name);
-            this.deps.fleet.notifyChanged();
-            break;
-          case 'action':
-            await this.runAction(name, step.index, signal);
-            break;
+        const message = err instanceof Error ? err.message : String(err);
+        // Every step is idempotent from its committed state, so a step that failed because the
+        // API server was away is retried rather than failing a node that is fine.
+        if (isTransient(err) && failures < MAX_TRANSIENT_FAILURES) {
+          this.log.warn({ err, node: name, failures }, 'step failed; retrying');
+          await sleep(backoffMs(failures++, { baseMs: 500, maxMs: 30_000 }), undefined, {
+            signal,
+          }).catch(() => undefined);
+          continue;
         }
+        this.log.error({ err, node: name }, 'node failed');
+        await this.failNode(name, 'NodeFailed', message);
+        return;
       }
-    } catch (err) {
+    }
+  }
+
+  /** Takes the node through its steps until it is finished. */
+  private async walkNode(name: string, signal: AbortSignal): Promise<void> {
+    for (;;) {
       if (signal.aborted) return;
-      const message = err instanceof Error ? err.message : String(err);
-      this.log.error({ err, node: name }, 'node failed');
-      await this.failNode(name, 'NodeFailed', message);
+      const node = this.node(name);
+      const step = nextStep(node, this.cr.spec);
+      switch (step.kind) {
+        case 'terminal':
+          return;
+        case 'admit':
+          await this.admit(name, signal);
+          break;
+        case 'cordon':
+          await this.cordon(name);
+          break;
+        case 'drain':
+          await this.drainNode(name, signal);
+          break;
+        case 'finish':
+          await this.setNode(name, transition(node, 'Succeeded', this.deps.now()));
+          this.event('Normal', 'NodeSucceeded', 'maintenance of the node finished', name);
+          this.deps.fleet.notifyChanged();
+          break;
+        case 'action':
+          await this.runAction(name, step.index, signal);
+          break;
+      }
     }
   }
 
@@ -282,7 +310,8 @@ export class MaintenanceRun {
     message: string,
     fields: Partial<NodeStatus> = {},
   ): Promise<void> {
-    const failed = transition(this.node(name), 'Failed', this.deps.now(), { ...fields, message });
+    const { job: _job, ...node } = this.node(name);
+    const failed = transition(node, 'Failed', this.deps.now(), { ...fields, message });
     await this.setNode(name, failed);
     this.event('Warning', reason, message, name);
     this.deps.fleet.notifyChanged();
@@ -301,7 +330,7 @@ export class MaintenanceRun {
 
   private async admit(name: string, signal: AbortSignal): Promise<void> {
     for (;;) {
-      const total = this.status.nodes?.length ?? 0;
+      const total = this.deps.store.nodes().length;
       // Check and reserve with no await in between: JavaScript runs this atomically with
       // respect to the other node tasks, so two nodes cannot take the same last slot.
       const decision = admission({
@@ -452,7 +481,8 @@ export class MaintenanceRun {
           : undefined;
       // The ID is in status before anything is sent: a restarted coordinator re-sends the same
       // ID, and the agent's ledger makes the second send return the first result.
-      node = transition(node, 'InAction', this.deps.now(), {
+      const { message: _m, job: _j, ...previous } = node;
+      node = transition(previous, 'InAction', this.deps.now(), {
         currentActionIndex: index,
         currentActionType: action.type,
         actionID: actionId(this.uid, name, index, attempt),
@@ -471,7 +501,7 @@ export class MaintenanceRun {
     const done = async (fields: Partial<NodeStatus>) => {
       const current = this.node(name);
       const last = index + 1 >= this.cr.spec.actions.length || action.type === 'DeleteNode';
-      const { actionID: _id, message: _m, ...rest } = current;
+      const { actionID: _id, message: _m, job: _j, ...rest } = current;
       const next = last
         ? transition(rest, 'Succeeded', this.deps.now(), fields)
         : transition(rest, 'InAction', this.deps.now(), {
@@ -483,7 +513,8 @@ export class MaintenanceRun {
       this.event(
         'Normal',
         'ActionSucceeded',
-        `action ${index} (${action.name ?? action.type}) succeeded`,
+        `action ${index} (${action.name ?? action.type}) succeeded` +
+          (fields.message === undefined ? '' : `: ${fields.message}`),
         name,
       );
       if (last) {
@@ -539,7 +570,20 @@ export class MaintenanceRun {
         break;
     }
     if (!NODE_LOCAL_ACTIONS.has(action.type)) throw new Error(`unknown action ${action.type}`);
+    // A job (the step's pod) is committed before the wait for it; messages are progress.
+    const report = async (p: ActionProgress): Promise<void> => {
+      const current = this.node(name);
+      if (signal.aborted || current.actionID !== id) return;
+      const next = {
+        ...current,
+        ...(p.job === undefined ? {} : { job: p.job }),
+        ...(p.message === undefined ? {} : { message: p.message }),
+      };
+      if (p.job !== undefined) await this.setNode(name, next);
+      else if (p.message !== current.message) await this.setNode(name, next, true);
+    };
     for (;;) {
+      const { job } = this.node(name);
       const outcome = await this.deps.dispatcher.run({
         actionId: id,
         node: name,
@@ -549,13 +593,26 @@ export class MaintenanceRun {
         ...(node.bootIDBeforeReboot === undefined
           ? {}
           : { bootIDBeforeReboot: node.bootIDBeforeReboot }),
+        ...(job === undefined ? {} : { job }),
+        maintenance: {
+          namespace: this.cr.metadata.namespace ?? '',
+          name: this.cr.metadata.name ?? '',
+          uid: this.uid,
+        },
+        report,
+        annotations: () => this.cr.metadata.annotations ?? {},
+        maintenanceChanged: (s) =>
+          once(this.versions, 'update', { signal: s }).then(
+            () => undefined,
+            () => undefined,
+          ),
       });
       if (signal.aborted) return;
       if (outcome.kind === 'unavailable') {
         const current = this.node(name);
         if (current.message !== outcome.message) {
           await this.setNode(name, { ...current, message: outcome.message });
-          this.event('Warning', 'WaitingForAgent', outcome.message, name);
+          this.event('Warning', outcome.reason ?? 'WaitingForAgent', outcome.message, name);
         }
         const aborted = await sleep(this.deps.agentRetryMs, undefined, { signal }).then(
           () => false,
@@ -569,10 +626,13 @@ export class MaintenanceRun {
         ...(outcome.outputTail === undefined ? {} : { outputTail: outcome.outputTail }),
       };
       if (outcome.kind === 'succeeded') {
-        await done(fields);
+        await done(
+          outcome.message === undefined ? fields : { ...fields, message: outcome.message },
+        );
       } else {
         await this.failNode(name, 'ActionFailed', outcome.message, fields);
       }
+      await outcome.afterRecorded?.();
       return;
     }
   }
@@ -586,9 +646,10 @@ export class MaintenanceRun {
     for (const n of this.status.nodes ?? []) {
       if (!isActive(n)) continue;
       await this.returnNode(n);
+      const { job: _job, ...rest } = n;
       await this.setNode(
         n.name,
-        transition(n, 'Restored', this.deps.now(), { message: 'maintenance deleted' }),
+        transition(rest, 'Restored', this.deps.now(), { message: 'maintenance deleted' }),
       );
       this.event(
         'Normal',

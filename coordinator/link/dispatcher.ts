@@ -34,7 +34,7 @@ export function toWire(
     case 'Script':
       if (action.script === undefined) return { ok: false, why: 'Script without body' };
       if (action.script.image !== undefined) {
-        return { ok: false, why: 'Script with an image (a pod on the node) is not supported yet' };
+        return { ok: false, why: 'Script with an image runs as a pod, not on the agent' };
       }
       return {
         ok: true,
@@ -43,7 +43,7 @@ export function toWire(
     case 'Run':
       if (action.run === undefined) return { ok: false, why: 'Run without body' };
       if (action.run.image !== undefined) {
-        return { ok: false, why: 'Run with an image (a pod on the node) is not supported yet' };
+        return { ok: false, why: 'Run with an image runs as a pod, not on the agent' };
       }
       return {
         ok: true,
@@ -52,7 +52,7 @@ export function toWire(
     case 'Reboot':
       return { ok: true, wire: { type: 'Reboot' } };
     default:
-      return { ok: false, why: `${action.type} is not supported by the agent link yet` };
+      return { ok: false, why: `${action.type} does not run on the agent` };
   }
 }
 

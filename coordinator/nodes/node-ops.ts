@@ -20,6 +20,19 @@ export const statusCode = (err: unknown): number | undefined => {
   return typeof code === 'number' ? code : undefined;
 };
 
+/**
+ * Pure: an API error worth trying again — the API server unreachable or overloaded, or a
+ * conflict — as opposed to a refusal (forbidden, invalid) that a retry would only repeat.
+ */
+export function isTransient(err: unknown): boolean {
+  const code = statusCode(err);
+  if (code !== undefined) return code === 409 || code === 429 || code >= 500;
+  // No HTTP status: a connection that failed (ECONNREFUSED, ECONNRESET, a body cut short).
+  // Anything else without one is a bug, and retrying it would only hide it.
+  const e = err as { name?: unknown; code?: unknown };
+  return e.name === 'FetchError' || (typeof e.code === 'string' && /^E[A-Z_]+$/.test(e.code));
+}
+
 export interface NodeOps {
   read(name: string): Promise<V1Node | undefined>;
   /** Cordon, add taints, set the maintenance label/annotation. Idempotent. */

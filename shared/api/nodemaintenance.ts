@@ -347,6 +347,31 @@ export const NodeStatusSchema = Type.Object(
       }),
     ),
     attempt: Type.Optional(Count('Attempt number of the current step.')),
+    job: Type.Optional(
+      Type.Object(
+        {
+          pod: Type.String({ description: 'Name of the pod that runs the step.' }),
+          namespace: Type.String({ description: "Namespace of the pod (the coordinator's)." }),
+          timeoutAt: Time('When the step times out (the pod is then deleted).'),
+          execCommand: Type.Optional(
+            Type.String({
+              description: 'InteractiveShell: the command that opens a shell in the pod.',
+            }),
+          ),
+          releaseCommand: Type.Optional(
+            Type.String({
+              description:
+                'InteractiveShell: the command that releases the step (annotation ' +
+                'noma.dev/release on the NodeMaintenance).',
+            }),
+          ),
+        },
+        {
+          description:
+            'The pod running the current step (Script/Run with an image, InteractiveShell).',
+        },
+      ),
+    ),
     drain: Type.Optional(
       Type.Object(
         {
@@ -433,10 +458,12 @@ export const StatusSchema = Type.Object(
     startedAt: Type.Optional(Time('When the maintenance started.')),
     completedAt: Type.Optional(Time('When the maintenance ended.')),
     nodes: Type.Optional(
+      // Atomic, not a map keyed by name: the leader is the only writer, and a map makes the API
+      // server track every field of every entry in managedFields (half of a 2000-node object,
+      // and most of the cost of each status write).
       Type.Array(NodeStatusSchema, {
-        description: 'Per-node progress.',
-        'x-kubernetes-list-type': 'map',
-        'x-kubernetes-list-map-keys': ['name'],
+        description: 'Per-node progress, one entry per node of observedNodes.',
+        'x-kubernetes-list-type': 'atomic',
       }),
     ),
   },

@@ -11,6 +11,7 @@ import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import {
   AppsV1Api,
+  AuthorizationV1Api,
   CoordinationV1Api,
   CoreV1Api,
   DiscoveryV1Api,
@@ -275,7 +276,7 @@ describe("the agent's identity (deploy/'s noma-agent ServiceAccount, token bound
 });
 
 describe("the coordinator's identity (deploy/'s noma-coordinator ServiceAccount)", () => {
-  it('may not read Secrets outside its TLS Secret, create pods, or take Leases elsewhere', async () => {
+  it('may not read Secrets outside its TLS Secret, create pods outside noma-system, or take Leases elsewhere', async () => {
     const kc = client(kubeconfigs.coordinator);
     const api = kc.makeApiClient(CoreV1Api);
     expect((await refusal(api.listSecretForAllNamespaces())).code).toBe(403);
@@ -329,6 +330,48 @@ describe("the coordinator's identity (deploy/'s noma-coordinator ServiceAccount)
     expect(
       (await refusal(leases.createNamespacedLease({ namespace: ns.name, body: lease }))).code,
     ).toBe(403);
+  });
+});
+
+describe("the coordinator's action pods (deploy/'s Role in noma-system)", () => {
+  it('may create pods and read their logs in noma-system, and neither elsewhere', async () => {
+    const api = client(kubeconfigs.coordinator).makeApiClient(CoreV1Api);
+    const pod = (name: string) => ({
+      metadata: { name },
+      spec: { nodeName: nodeB, containers: [{ name: 'c', image: 'noma:test' }] },
+    });
+    // Server-side dry run: authorized and admitted like a real create, nothing is stored.
+    const created = await api.createNamespacedPod({
+      namespace: NOMA_NAMESPACE,
+      body: pod(uniqueName('action')),
+      dryRun: 'All',
+    });
+    expect(created.metadata?.namespace).toBe(NOMA_NAMESPACE);
+    const elsewhere = await refusal(
+      api.createNamespacedPod({ namespace: ns.name, body: pod('action'), dryRun: 'All' }),
+    );
+    expect(elsewhere.code).toBe(403);
+    // pods/log, asked of the real authorizer for the coordinator's ServiceAccount.
+    const authz = admin.makeApiClient(AuthorizationV1Api);
+    const mayReadLogs = async (namespace: string) =>
+      (
+        await authz.createSubjectAccessReview({
+          body: {
+            spec: {
+              user: `system:serviceaccount:${NOMA_NAMESPACE}:${COORDINATOR_SERVICE_ACCOUNT}`,
+              groups: ['system:serviceaccounts', `system:serviceaccounts:${NOMA_NAMESPACE}`],
+              resourceAttributes: {
+                namespace,
+                verb: 'get',
+                resource: 'pods',
+                subresource: 'log',
+              },
+            },
+          },
+        })
+      ).status?.allowed;
+    expect(await mayReadLogs(NOMA_NAMESPACE)).toBe(true);
+    expect(await mayReadLogs(ns.name)).toBe(false);
   });
 });
 

@@ -5,9 +5,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type {
+  V1ClusterRole,
   V1DaemonSet,
   V1Deployment,
   V1PodDisruptionBudget,
+  V1PolicyRule,
   V1Role,
   V1Service,
 } from '@kubernetes/client-node';
@@ -163,6 +165,14 @@ describe('the coordinator Deployment', () => {
       expect(rules.find((r) => r.resourceNames === undefined)?.verbs).toEqual(['create']);
       expect(rules.flatMap((r) => r.verbs).sort()).toEqual(['create', 'get', 'update']);
     }
+    // Action pods (privileged, on a node) are created, and their logs read, in noma-system only.
+    const clusterRole = deployObject('ClusterRole', 'noma-coordinator') as unknown as V1ClusterRole;
+    const verbs = (rules: V1PolicyRule[] | undefined, resource: string) =>
+      (rules ?? []).filter((r) => r.resources?.includes(resource)).flatMap((r) => r.verbs);
+    expect(verbs(role.rules, 'pods')).toEqual(['create']);
+    expect(verbs(role.rules, 'pods/log')).toEqual(['get']);
+    expect(verbs(clusterRole.rules, 'pods')).not.toContain('create');
+    expect(verbs(clusterRole.rules, 'pods/log')).toEqual([]);
     // Rolling updates replace one pod at a time without a surge pod (one leader either way).
     expect(deploy.spec?.strategy?.rollingUpdate).toEqual({ maxUnavailable: 1, maxSurge: 0 });
   });
@@ -215,6 +225,8 @@ describe('examples/', () => {
       'delete-node.yaml',
       'free-nodes.yaml',
       'multi-step.yaml',
+      'interactive-shell.yaml',
+      'script-in-pod.yaml',
     ]) {
       expect(files).toContain(f);
     }
