@@ -38,17 +38,20 @@ const CLK_TCK = 100;
 
 interface ProcSample {
   rssMiB: number;
+  /** VmHWM: the highest RSS since the process started. */
+  peakMiB: number;
   cpuS: number;
 }
 
 function sample(pid: number): ProcSample {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const hwmKiB = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
   // Fields after the command name (which may contain spaces): utime is the 14th field overall.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(rest[11]) + Number(rest[12]);
-  return { rssMiB: rssKiB / 1024, cpuS: ticks / CLK_TCK };
+  return { rssMiB: rssKiB / 1024, peakMiB: hwmKiB / 1024, cpuS: ticks / CLK_TCK };
 }
 
 /** When the first action.start reached any simulated agent (performance.now()). */
@@ -112,44 +115,73 @@ function simAgent(
   });
 }
 
-/** Follows the NodeMaintenance with a watch until every node's result is in its status. */
+/** Counts the nodes whose result is in the status. */
+const resultsIn = (m: NodeMaintenance): number =>
+  (m.status?.nodes ?? []).filter(
+    (s) => s.phase === 'Succeeded' && s.lastExitCode === 0 && s.outputTail !== undefined,
+  ).length;
+
+/**
+ * Follows the NodeMaintenance with a watch until every node's result is in its status, with a
+ * read every 2 s besides: the API server may drop a watcher that falls behind on an object of
+ * nearly 1 MiB, and client-node's Watch does not always say so.
+ */
 async function allResultsIn(kc: KubeConfig, ns: string, name: string, n: number): Promise<void> {
+  const custom = kc.makeApiClient(CustomObjectsApi);
   let done = 0;
+  let finished = false;
+  let req: AbortController | undefined;
   await new Promise<void>((resolve, reject) => {
     const deadline = setTimeout(() => {
-      reject(new Error(`only ${done}/${n} results after 15 min`));
+      finish(new Error(`only ${done}/${n} results after 15 min`));
     }, 15 * 60_000);
-    let req: AbortController | undefined;
-    const finish = (err?: Error) => {
+    const poll = setInterval(() => {
+      custom
+        .getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ns,
+          name,
+        })
+        .then((m: NodeMaintenance) => {
+          seen(m);
+        })
+        .catch(() => undefined);
+    }, 2_000);
+    function finish(err?: Error): void {
+      if (finished) return;
+      finished = true;
       clearTimeout(deadline);
+      clearInterval(poll);
       req?.abort();
       if (err === undefined) resolve();
       else reject(err);
-    };
-    const start = () => {
+    }
+    function seen(m: NodeMaintenance): void {
+      done = Math.max(done, resultsIn(m));
+      if (done === n) finish();
+      else if (m.status?.phase === 'Failed') {
+        finish(new Error(`maintenance failed: ${JSON.stringify(m.status.conditions)}`));
+      }
+    }
+    const start = (): void => {
+      if (finished) return;
       void new Watch(kc)
         .watch(
           `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`,
           { fieldSelector: `metadata.name=${name}` },
           (_type: string, obj: NodeMaintenance) => {
-            done = (obj.status?.nodes ?? []).filter(
-              (s) => s.phase === 'Succeeded' && s.lastExitCode === 0 && s.outputTail !== undefined,
-            ).length;
-            if (done === n) finish();
-            else if (obj.status?.phase === 'Failed') {
-              finish(new Error(`maintenance failed: ${JSON.stringify(obj.status.conditions)}`));
-            }
+            seen(obj);
           },
           // The server closes watches now and then: follow on from a fresh list.
           () => {
-            if (done < n) start();
+            start();
           },
         )
         .then(
           (c) => (req = c),
-          (err: unknown) => {
-            finish(err instanceof Error ? err : new Error(String(err)));
-          },
+          () => setTimeout(start, 1_000),
         );
     };
     start();
@@ -279,9 +311,39 @@ async function runSize(
     const allIn = performance.now();
     const createdS = (allIn - d0) / 1000;
     const dispatchS = (allIn - (seen.firstDispatch ?? d0)) / 1000;
-    const cpuS = sample(pid).cpuS - cpu0;
+    const end = sample(pid);
+    const cpuS = end.cpuS - cpu0;
+    peakRss = Math.max(peakRss, end.peakMiB);
     return { connectS, dispatchS, createdS, idle, peakRss, cpuS };
   } finally {
+    // Deleted while its coordinator still runs, so that its finalizer goes and the namespace
+    // can go too.
+    await custom
+      .deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: ns,
+        name: `fleet-${id}`,
+      })
+      .catch(() => undefined);
+    const gone = Date.now() + 30_000;
+    while (Date.now() < gone) {
+      const still = await custom
+        .getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ns,
+          name: `fleet-${id}`,
+        })
+        .then(
+          () => true,
+          () => false,
+        );
+      if (!still) break;
+      await sleep(500);
+    }
     for (const ws of sockets) ws.terminate();
     await coordinator?.kill('SIGTERM');
     await core.deleteNamespace({ name: ns }).catch(() => undefined);
@@ -332,7 +394,7 @@ export default async function fleet(args: string[]): Promise<void> {
   }
   console.log('');
   console.log(
-    '| agents | connect all (s) | first Run dispatched → every result in status (s) | NodeMaintenance created → every result in status (s) | coordinator RSS idle (MiB) | RSS peak (MiB) | coordinator CPU, created → all in (s) |',
+    '| agents | connect all (s) | first Run dispatched → every result in status (s) | NodeMaintenance created → every result in status (s) | coordinator RSS idle (MiB) | RSS peak, VmHWM (MiB) | coordinator CPU, created → all in (s) |',
   );
   console.log('|---:|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) console.log(row);

@@ -3,6 +3,7 @@
 import { AuthenticationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SharedAgentKubeConfig } from './kube-config.js';
 import { access, readFile } from 'node:fs/promises';
+import pLimit from 'p-limit';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
@@ -204,18 +205,20 @@ async function main(config: CoordinatorConfig): Promise<void> {
   );
   running.dispatcher = dispatcher;
   const drainLog = log.child({ component: 'drain' });
+  // Node reads and writes and the drains' first pod lists, in flight at once across all nodes.
+  const apiLimit = pLimit(32);
   const notifier = webhookNotifier({ url: config.notifyWebhookUrl });
   const controller = new Controller({
     kc,
     log: log.child({ component: 'controller' }),
-    nodes: kubeNodeOps(kc),
+    nodes: kubeNodeOps(kc, apiLimit),
     drain: async (node, opts, onProgress, signal) => {
       const end = metrics.drainDuration.startTimer();
       const observe = (event: string) => {
         metrics.drainEvents.inc({ event });
       };
       const result = await drainNode(
-        { kc, log: drainLog, observe },
+        { kc, log: drainLog, observe, listLimit: apiLimit },
         node,
         opts,
         onProgress,

@@ -71,6 +71,8 @@ export interface DrainDeps {
   random?: () => number;
   /** Told about each accepted eviction, each refusal by a PDB (429) and each forced delete. */
   observe?: (event: 'evicted' | 'pdb-refused' | 'force-deleted') => void;
+  /** Bounds the pod lists in flight across drains (many nodes start draining at once). */
+  listLimit?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 export const DEFAULT_CONCURRENCY = 10;
@@ -517,11 +519,13 @@ class NodeDrain {
     let cont: string | undefined;
     let resourceVersion = '';
     do {
-      const page = await this.#core.listPodForAllNamespaces({
-        fieldSelector: `spec.nodeName=${this.#node}`,
-        limit: LIST_CHUNK,
-        ...(cont === undefined ? {} : { _continue: cont }),
-      });
+      const request = () =>
+        this.#core.listPodForAllNamespaces({
+          fieldSelector: `spec.nodeName=${this.#node}`,
+          limit: LIST_CHUNK,
+          ...(cont === undefined ? {} : { _continue: cont }),
+        });
+      const page = await (this.#deps.listLimit ? this.#deps.listLimit(request) : request());
       pods.push(...page.items);
       resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
       cont = page.metadata?._continue || undefined;

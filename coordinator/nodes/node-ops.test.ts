@@ -12,6 +12,8 @@ describe('isTransient', () => {
     expect(isTransient(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))).toBe(true);
     const cut = Object.assign(new Error('Premature close'), { name: 'FetchError' });
     expect(isTransient(cut)).toBe(true);
+    const timedOut = Object.assign(new Error('The operation was aborted.'), { name: 'AbortError' });
+    expect(isTransient(timedOut)).toBe(true);
   });
   it('does not retry bugs', () => {
     expect(isTransient(new TypeError('x is undefined'))).toBe(false);

@@ -9,6 +9,7 @@ import {
   type V1Node,
   type V1Taint,
 } from '@kubernetes/client-node';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { MAINTENANCE_ANNOTATION, MAINTENANCE_LABEL } from '../../shared/maintenance-keys.js';
 import { addTaints, removeOurTaints, taintsEqual, type TaintSpec } from './taints.js';
 
@@ -30,7 +31,8 @@ export function isTransient(err: unknown): boolean {
   // No HTTP status: a connection that failed (ECONNREFUSED, ECONNRESET, a body cut short).
   // Anything else without one is a bug, and retrying it would only hide it.
   const e = err as { name?: unknown; code?: unknown };
-  return e.name === 'FetchError' || (typeof e.code === 'string' && /^E[A-Z_]+$/.test(e.code));
+  if (e.name === 'FetchError' || e.name === 'AbortError') return true; // incl. our timeout
+  return typeof e.code === 'string' && /^E[A-Z_]+$/.test(e.code);
 }
 
 export interface NodeOps {
@@ -50,12 +52,16 @@ export interface NodeOps {
   remove(name: string): Promise<void>;
 }
 
-export function kubeNodeOps(kc: KubeConfig): NodeOps {
+/**
+ * `limit` bounds the Node calls in flight: a maintenance of 2000 nodes starts 2000 node tasks
+ * at once, and each would otherwise open its connection at the same moment.
+ */
+export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction = pLimit(32)): NodeOps {
   const core = kc.makeApiClient(CoreV1Api);
 
   const read = async (name: string): Promise<V1Node | undefined> => {
     try {
-      return await core.readNode({ name });
+      return await limit(() => core.readNode({ name }));
     } catch (err) {
       if (statusCode(err) === 404) return undefined;
       throw err;
@@ -78,7 +84,7 @@ export function kubeNodeOps(kc: KubeConfig): NodeOps {
         metadata: { ...metadata, resourceVersion: node.metadata?.resourceVersion },
       };
       try {
-        await core.patchNode({ name, body }, MERGE);
+        await limit(() => core.patchNode({ name, body }, MERGE));
         return;
       } catch (err) {
         if (statusCode(err) !== 409 || i >= MAX_CONFLICTS) throw err;
@@ -125,7 +131,7 @@ export function kubeNodeOps(kc: KubeConfig): NodeOps {
       }),
     remove: async (name) => {
       try {
-        await core.deleteNode({ name });
+        await limit(() => core.deleteNode({ name }));
       } catch (err) {
         if (statusCode(err) !== 404) throw err;
       }
