@@ -1,10 +1,12 @@
 // fleet: N lightweight simulated agents (the real protocol over TLS, real node-bound
 // ServiceAccount tokens checked by TokenReview) connected to one real coordinator process; one
 // NodeMaintenance dispatches a Run to all of them. Prints, per N: time until every agent is
-// connected; time from the first Run dispatched (the first action.start an agent receives)
-// until every node's result (exit code and output tail) is in status — the headline —; the
-// same from the NodeMaintenance's creation (so including cordon and drain of N nodes); and the
-// coordinator's RSS and CPU. The status is followed with a watch, as `kubectl get -w` would.
+// connected; per node, the time from its Run reaching its agent (action.start) to its result
+// (exit code and output tail) in status — p50 and the slowest node, the headline
+// dispatch_to_status_s —; the time from the first Run dispatched to the last result in status
+// (first_dispatch_to_all_s: this one also holds the spread of cordon and drain over N nodes);
+// the same from the NodeMaintenance's creation; and the coordinator's RSS (idle, and its peak
+// VmHWM) and CPU. The status is followed with a watch, as `kubectl get -w` would.
 //   npm run bench -- fleet [--sizes 100,500,2000] [--isolated]
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -56,6 +58,9 @@ function sample(pid: number): ProcSample {
 
 /** When the first action.start reached any simulated agent (performance.now()). */
 const seen: { firstDispatch: number | undefined } = { firstDispatch: undefined };
+/** Per node: when its agent got the Run, and when its result was first seen in status. */
+const dispatchedAt = new Map<string, number>();
+const inStatusAt = new Map<string, number>();
 
 /** A simulated agent: hello, then answer every Run with a result, as the real agent would. */
 function simAgent(
@@ -97,6 +102,7 @@ function simAgent(
       if (msg.type === 'welcome') resolve({ ws, connectedMs: performance.now() - t0 });
       if (msg.type === 'action.start') {
         seen.firstDispatch ??= performance.now();
+        if (!dispatchedAt.has(node)) dispatchedAt.set(node, performance.now());
         const startedAt = new Date().toISOString();
         done.add(msg.id);
         ws.send(
@@ -116,10 +122,16 @@ function simAgent(
 }
 
 /** Counts the nodes whose result is in the status. */
-const resultsIn = (m: NodeMaintenance): number =>
-  (m.status?.nodes ?? []).filter(
-    (s) => s.phase === 'Succeeded' && s.lastExitCode === 0 && s.outputTail !== undefined,
-  ).length;
+const resultsIn = (m: NodeMaintenance): number => {
+  const now = performance.now();
+  let n = 0;
+  for (const s of m.status?.nodes ?? []) {
+    if (s.phase !== 'Succeeded' || s.lastExitCode !== 0 || s.outputTail === undefined) continue;
+    n++;
+    if (!inStatusAt.has(s.name)) inStatusAt.set(s.name, now);
+  }
+  return n;
+};
 
 /**
  * Follows the NodeMaintenance with a watch until every node's result is in its status, with a
@@ -194,6 +206,8 @@ async function runSize(
 ): Promise<{
   connectS: number;
   dispatchS: number;
+  p50S: number;
+  firstToAllS: number;
   createdS: number;
   idle: ProcSample;
   peakRss: number;
@@ -280,6 +294,8 @@ async function runSize(
 
     const name = `fleet-${id}`;
     Object.assign(seen, { firstDispatch: undefined });
+    dispatchedAt.clear();
+    inStatusAt.clear();
     const cpu0 = sample(pid).cpuS;
     const d0 = performance.now();
     await custom.createNamespacedCustomObject({
@@ -310,11 +326,37 @@ async function runSize(
     }
     const allIn = performance.now();
     const createdS = (allIn - d0) / 1000;
-    const dispatchS = (allIn - (seen.firstDispatch ?? d0)) / 1000;
+    const firstToAllS = (allIn - (seen.firstDispatch ?? d0)) / 1000;
+    // Each node: from its Run reaching its agent to its result in status.
+    const latencies = [...inStatusAt]
+      .map(([node, at]) => (at - (dispatchedAt.get(node) ?? d0)) / 1000)
+      .sort((a, b) => a - b);
+    const dispatchS = latencies.at(-1) ?? NaN;
+    const p50S = latencies[Math.floor(latencies.length / 2)] ?? NaN;
+    // What went wrong along the way (retries, dropped events) says where the time went.
+    const warnings = new Map<string, number>();
+    for (const line of coordinator.logs) {
+      const m = /"level":(\d+).*"msg":"([^"]*)"/.exec(line);
+      if (m?.[2] !== undefined && Number(m[1]) >= 40) {
+        warnings.set(m[2], (warnings.get(m[2]) ?? 0) + 1);
+      }
+    }
+    if (warnings.size > 0)
+      console.log(`  n=${n}: coordinator warnings`, Object.fromEntries(warnings));
+    // Where the memory is: the JS heap, and what lives outside it (TLS and socket buffers).
+    const metrics = await fetch(`${coordinator.baseUrl}/metrics`).then((r) => r.text());
+    const gauge = (name: string) =>
+      Number(new RegExp(`^noma_coordinator_${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN) /
+      2 ** 20;
+    console.log(
+      `  n=${n}: after: heap used ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} MiB of ` +
+        `${gauge('nodejs_heap_size_total_bytes').toFixed(0)}, external ` +
+        `${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB`,
+    );
     const end = sample(pid);
     const cpuS = end.cpuS - cpu0;
     peakRss = Math.max(peakRss, end.peakMiB);
-    return { connectS, dispatchS, createdS, idle, peakRss, cpuS };
+    return { connectS, dispatchS, p50S, firstToAllS, createdS, idle, peakRss, cpuS };
   } finally {
     // Deleted while its coordinator still runs, so that its finalizer goes and the namespace
     // can go too.
@@ -373,7 +415,7 @@ export default async function fleet(args: string[]): Promise<void> {
     'tsconfig.build.json',
   ]);
   const rows: string[] = [];
-  let last: { n: number; dispatchS: number; rss: number } | undefined;
+  let last: { n: number; dispatchS: number; firstToAllS: number; rss: number } | undefined;
   try {
     const kc = new KubeConfig();
     kc.loadFromFile(cluster.kubeconfig);
@@ -381,9 +423,9 @@ export default async function fleet(args: string[]): Promise<void> {
     for (const n of sizes) {
       const r = await runSize(n, cluster.kubeconfig);
       rows.push(
-        `| ${n} | ${r.connectS.toFixed(2)} | ${r.dispatchS.toFixed(2)} | ${r.createdS.toFixed(2)} | ${r.idle.rssMiB.toFixed(0)} | ${r.peakRss.toFixed(0)} | ${r.cpuS.toFixed(1)} |`,
+        `| ${n} | ${r.connectS.toFixed(2)} | ${r.p50S.toFixed(2)} | ${r.dispatchS.toFixed(2)} | ${r.firstToAllS.toFixed(2)} | ${r.createdS.toFixed(2)} | ${r.idle.rssMiB.toFixed(0)} | ${r.peakRss.toFixed(0)} | ${r.cpuS.toFixed(1)} |`,
       );
-      last = { n, dispatchS: r.dispatchS, rss: r.peakRss };
+      last = { n, dispatchS: r.dispatchS, firstToAllS: r.firstToAllS, rss: r.peakRss };
       console.log(`  n=${n}: ${rows.at(-1) ?? ''}`);
     }
   } finally {
@@ -394,13 +436,13 @@ export default async function fleet(args: string[]): Promise<void> {
   }
   console.log('');
   console.log(
-    '| agents | connect all (s) | first Run dispatched → every result in status (s) | NodeMaintenance created → every result in status (s) | coordinator RSS idle (MiB) | RSS peak, VmHWM (MiB) | coordinator CPU, created → all in (s) |',
+    '| agents | connect all (s) | Run dispatched → its result in status, p50 (s) | same, slowest node (s) | first Run dispatched → every result in status (s) | NodeMaintenance created → every result in status (s) | coordinator RSS idle (MiB) | RSS peak, VmHWM (MiB) | coordinator CPU, created → all in (s) |',
   );
-  console.log('|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) console.log(row);
   if (last !== undefined) {
     console.log(
-      `RESULT fleet n=${last.n} dispatch_to_status_s=${last.dispatchS.toFixed(2)} coordinator_rss_mib=${last.rss.toFixed(0)}`,
+      `RESULT fleet n=${last.n} dispatch_to_status_s=${last.dispatchS.toFixed(2)} first_dispatch_to_all_s=${last.firstToAllS.toFixed(2)} coordinator_rss_mib=${last.rss.toFixed(0)}`,
     );
   }
 }

@@ -205,8 +205,10 @@ async function main(config: CoordinatorConfig): Promise<void> {
   );
   running.dispatcher = dispatcher;
   const drainLog = log.child({ component: 'drain' });
-  // Node reads and writes and the drains' first pod lists, in flight at once across all nodes.
-  const apiLimit = pLimit(32);
+  // Node reads and writes and the drains' first pod lists, in flight at once across all nodes:
+  // enough not to throttle a loaded API server (each call may take 100 ms and more), few enough
+  // that 2000 nodes starting together do not open 2000 connections at once.
+  const apiLimit = pLimit(128);
   const notifier = webhookNotifier({ url: config.notifyWebhookUrl });
   const controller = new Controller({
     kc,

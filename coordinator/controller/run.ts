@@ -1,6 +1,7 @@
 // One NodeMaintenance being carried out: selection, then one task per node walking the state
-// machine of model.ts. Every transition is committed to status before the next side effect, so
-// a coordinator killed at any instant resumes from status and never repeats a finished step.
+// machine of model.ts. What a restart could not redo is committed to status before the next side
+// effect (docs/state-machine.md, "Status first"), so a coordinator killed at any instant resumes
+// from status and never repeats a finished step.
 import { EventEmitter, once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node } from '@kubernetes/client-node';
@@ -73,6 +74,8 @@ export class MaintenanceRun {
   private readonly log: Logger;
   private done: Promise<void> | undefined;
   private blockedBy = new Map<string, string>();
+  /** The node as admit read it, for cordon's write (one read fewer per node). */
+  private readonly admitted = new Map<string, V1Node>();
   /** Emits 'update' for every new version of the object (an InteractiveShell's release). */
   private readonly versions = new EventEmitter().setMaxListeners(0);
 
@@ -358,6 +361,7 @@ export class MaintenanceRun {
         await this.failNode(name, 'NodeFailed', 'node not found');
         return;
       }
+      this.admitted.set(name, live);
       const { message: _waiting, ...rest } = node;
       await this.setNode(name, {
         ...rest,
@@ -380,13 +384,21 @@ export class MaintenanceRun {
   }
 
   private async cordon(name: string): Promise<void> {
+    const known = this.admitted.get(name);
+    this.admitted.delete(name);
     await this.deps.nodes.enter(
       name,
       this.ourTaints(),
       maintenanceLabelValue(this.cr.metadata.name ?? ''),
       this.key,
+      known,
     );
-    await this.setNode(name, transition(this.node(name), 'Cordoned', this.deps.now()));
+    // Not awaited (coalesced): cordon and drain are idempotent, so a coordinator that dies
+    // before this is written cordons and drains again from the recorded initial state. Only
+    // what a restart could not redo safely waits for its write (the initial state before the
+    // first change, the action ID before the send). At 2000 nodes each awaited write is a
+    // round of status writes every node waits for.
+    await this.setNode(name, transition(this.node(name), 'Cordoned', this.deps.now()), true);
     this.event('Normal', 'Cordoned', 'cordoned and tainted', name);
   }
 
@@ -397,7 +409,7 @@ export class MaintenanceRun {
       node = transition(node, 'Draining', this.deps.now(), {
         drain: { total: 0, evicted: 0, pending: 0 },
       });
-      await this.setNode(name, node);
+      await this.setNode(name, node, true); // a restart drains again (see cordon)
     }
     const onProgress = (p: DrainProgress) => {
       const blocker = p.blockedBy
@@ -439,7 +451,8 @@ export class MaintenanceRun {
     const now = this.deps.now();
     if (result.ok) {
       const { message: _m, ...rest } = this.node(name);
-      await this.setNode(name, transition(rest, 'Drained', now, { drain: result.progress }));
+      // The next step's own write (the action ID, or the node's end) carries this one.
+      await this.setNode(name, transition(rest, 'Drained', now, { drain: result.progress }), true);
       this.event('Normal', 'Drained', `drained: ${result.progress.evicted} pods evicted`, name);
     } else {
       await this.failNode(name, 'DrainFailed', result.reason, { drain: result.progress });

@@ -37,8 +37,17 @@ export function isTransient(err: unknown): boolean {
 
 export interface NodeOps {
   read(name: string): Promise<V1Node | undefined>;
-  /** Cordon, add taints, set the maintenance label/annotation. Idempotent. */
-  enter(name: string, taints: readonly TaintSpec[], label: string, owner: string): Promise<void>;
+  /**
+   * Cordon, add taints, set the maintenance label/annotation. Idempotent. `known`, the node as
+   * just read, saves reading it again (a stale one costs a 409 and a fresh read).
+   */
+  enter(
+    name: string,
+    taints: readonly TaintSpec[],
+    label: string,
+    owner: string,
+    known?: V1Node,
+  ): Promise<void>;
   /**
    * Remove what noma added: its taints (not those the node had before), its label and
    * annotation, and uncordon if `uncordon`. Idempotent; a missing node is not an error.
@@ -72,9 +81,10 @@ export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction = pLimit(32)): 
   const update = async (
     name: string,
     change: (node: V1Node) => Record<string, unknown> | undefined,
+    known?: V1Node,
   ): Promise<void> => {
     for (let i = 0; ; i++) {
-      const node = await read(name);
+      const node = i === 0 && known !== undefined ? known : await read(name);
       if (node === undefined) return;
       const patch = change(node);
       if (patch === undefined) return;
@@ -94,24 +104,28 @@ export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction = pLimit(32)): 
 
   return {
     read,
-    enter: (name, taints, label, owner) =>
-      update(name, (node) => {
-        const current = node.spec?.taints ?? [];
-        const next = addTaints(current, taints);
-        const labelled =
-          node.metadata?.labels?.[MAINTENANCE_LABEL] === label &&
-          node.metadata.annotations?.[MAINTENANCE_ANNOTATION] === owner;
-        if (node.spec?.unschedulable === true && taintsEqual(current, next) && labelled) {
-          return undefined;
-        }
-        return {
-          metadata: {
-            labels: { [MAINTENANCE_LABEL]: label },
-            annotations: { [MAINTENANCE_ANNOTATION]: owner },
-          },
-          spec: { unschedulable: true, taints: next },
-        };
-      }),
+    enter: (name, taints, label, owner, known) =>
+      update(
+        name,
+        (node) => {
+          const current = node.spec?.taints ?? [];
+          const next = addTaints(current, taints);
+          const labelled =
+            node.metadata?.labels?.[MAINTENANCE_LABEL] === label &&
+            node.metadata.annotations?.[MAINTENANCE_ANNOTATION] === owner;
+          if (node.spec?.unschedulable === true && taintsEqual(current, next) && labelled) {
+            return undefined;
+          }
+          return {
+            metadata: {
+              labels: { [MAINTENANCE_LABEL]: label },
+              annotations: { [MAINTENANCE_ANNOTATION]: owner },
+            },
+            spec: { unschedulable: true, taints: next },
+          };
+        },
+        known,
+      ),
     leave: (name, taints, initialTaints, uncordon) =>
       update(name, (node) => {
         const current: V1Taint[] = node.spec?.taints ?? [];
