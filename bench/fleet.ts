@@ -37,6 +37,7 @@ import {
 } from '../test/support/link.js';
 
 const CLK_TCK = 100;
+const DEPLOYMENT = new URL('../deploy/coordinator-deployment.yaml', import.meta.url);
 
 interface ProcSample {
   rssMiB: number;
@@ -252,6 +253,9 @@ async function runSize(
       `  n=${n}: ${n} nodes, pods and tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
     const port = await freePort();
+    // Run as deploy/ runs it: with the Deployment's NODE_OPTIONS (its V8 heap bound).
+    const deployment = readFileSync(DEPLOYMENT, 'utf8');
+    const nodeOptions = /name: NODE_OPTIONS\s+value: (.+)/.exec(deployment)?.[1]?.trim();
     coordinator = await startCoordinator(
       kubeconfig,
       [
@@ -278,6 +282,7 @@ async function runSize(
       ],
       60_000,
       true,
+      nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions },
     );
     const pid = coordinator.proc.pid ?? 0;
     const ca = readFileSync(tls.caFile);
