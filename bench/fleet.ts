@@ -57,11 +57,11 @@ function sample(pid: number): ProcSample {
   return { rssMiB: rssKiB / 1024, peakMiB: hwmKiB / 1024, cpuS: ticks / CLK_TCK };
 }
 
-/** When the first action.start reached any simulated agent (performance.now()). */
-const seen: { firstDispatch: number | undefined } = { firstDispatch: undefined };
-/** Per node: when its agent got the Run, and when its result was first seen in status. */
-const dispatchedAt = new Map<string, number>();
-const inStatusAt = new Map<string, number>();
+/** Per node of one run (performance.now()): its agent got the Run; its result was in status. */
+interface Timeline {
+  readonly dispatchedAt: Map<string, number>;
+  readonly inStatusAt: Map<string, number>;
+}
 
 /** A simulated agent: hello, then answer every Run with a result, as the real agent would. */
 function simAgent(
@@ -69,6 +69,7 @@ function simAgent(
   ca: Buffer,
   node: string,
   token: string,
+  timeline: Timeline,
 ): Promise<{ ws: WebSocket; connectedMs: number }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
@@ -102,8 +103,7 @@ function simAgent(
       const msg = d.message;
       if (msg.type === 'welcome') resolve({ ws, connectedMs: performance.now() - t0 });
       if (msg.type === 'action.start') {
-        seen.firstDispatch ??= performance.now();
-        if (!dispatchedAt.has(node)) dispatchedAt.set(node, performance.now());
+        if (!timeline.dispatchedAt.has(node)) timeline.dispatchedAt.set(node, performance.now());
         const startedAt = new Date().toISOString();
         done.add(msg.id);
         ws.send(
@@ -123,7 +123,7 @@ function simAgent(
 }
 
 /** Counts the nodes whose result is in the status. */
-const resultsIn = (m: NodeMaintenance): number => {
+const resultsIn = (m: NodeMaintenance, inStatusAt: Map<string, number>): number => {
   const now = performance.now();
   let n = 0;
   for (const s of m.status?.nodes ?? []) {
@@ -139,7 +139,13 @@ const resultsIn = (m: NodeMaintenance): number => {
  * read every 2 s besides: the API server may drop a watcher that falls behind on an object of
  * nearly 1 MiB, and client-node's Watch does not always say so.
  */
-async function allResultsIn(kc: KubeConfig, ns: string, name: string, n: number): Promise<void> {
+async function allResultsIn(
+  kc: KubeConfig,
+  ns: string,
+  name: string,
+  n: number,
+  timeline: Timeline,
+): Promise<void> {
   const custom = kc.makeApiClient(CustomObjectsApi);
   let done = 0;
   let finished = false;
@@ -172,7 +178,7 @@ async function allResultsIn(kc: KubeConfig, ns: string, name: string, n: number)
       else reject(err);
     }
     function seen(m: NodeMaintenance): void {
-      done = Math.max(done, resultsIn(m));
+      done = Math.max(done, resultsIn(m, timeline.inStatusAt));
       if (done === n) finish();
       else if (m.status?.phase === 'Failed') {
         finish(new Error(`maintenance failed: ${JSON.stringify(m.status.conditions)}`));
@@ -288,9 +294,12 @@ async function runSize(
     const ca = readFileSync(tls.caFile);
     const url = `wss://localhost:${port}`;
     const c0 = performance.now();
+    const timeline: Timeline = { dispatchedAt: new Map(), inStatusAt: new Map() };
     const connectLimit = pLimit(64);
     const agents = await Promise.all(
-      nodes.map((node, i) => connectLimit(() => simAgent(url, ca, node, tokens[i] ?? ''))),
+      nodes.map((node, i) =>
+        connectLimit(() => simAgent(url, ca, node, tokens[i] ?? '', timeline)),
+      ),
     );
     const connectS = (performance.now() - c0) / 1000;
     sockets.push(...agents.map((a) => a.ws));
@@ -298,9 +307,6 @@ async function runSize(
     const idle = sample(pid);
 
     const name = `fleet-${id}`;
-    Object.assign(seen, { firstDispatch: undefined });
-    dispatchedAt.clear();
-    inStatusAt.clear();
     const cpu0 = sample(pid).cpuS;
     const d0 = performance.now();
     await custom.createNamespacedCustomObject({
@@ -325,16 +331,16 @@ async function runSize(
       peakRss = Math.max(peakRss, sample(pid).rssMiB);
     }, 250);
     try {
-      await allResultsIn(kc, ns, name, n);
+      await allResultsIn(kc, ns, name, n, timeline);
     } finally {
       clearInterval(rssTimer);
     }
     const allIn = performance.now();
     const createdS = (allIn - d0) / 1000;
-    const firstToAllS = (allIn - (seen.firstDispatch ?? d0)) / 1000;
+    const firstToAllS = (allIn - Math.min(...timeline.dispatchedAt.values(), allIn)) / 1000;
     // Each node: from its Run reaching its agent to its result in status.
-    const latencies = [...inStatusAt]
-      .map(([node, at]) => (at - (dispatchedAt.get(node) ?? d0)) / 1000)
+    const latencies = [...timeline.inStatusAt]
+      .map(([node, at]) => (at - (timeline.dispatchedAt.get(node) ?? d0)) / 1000)
       .sort((a, b) => a - b);
     const dispatchS = latencies.at(-1) ?? NaN;
     const p50S = latencies[Math.floor(latencies.length / 2)] ?? NaN;

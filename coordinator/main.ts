@@ -24,6 +24,7 @@ import { buildHealthServer } from '../shared/health-server.js';
 import { LeaderElector } from './leader.js';
 import { createMetrics } from './metrics.js';
 import { kubeNodeOps } from './nodes/node-ops.js';
+import { kubeNodeWatcher } from './nodes/node-watch.js';
 
 /** How often the leader re-reads its TLS Secret (renewal, or a Secret replaced by others). */
 const TLS_RECHECK_MS = 3_600_000;
@@ -151,11 +152,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
     const linkDispatcher = new LinkDispatcher({
       log: log.child({ component: 'dispatch' }),
       server: link,
-      readNode: (name) =>
-        core.readNode({ name }).catch((err: unknown) => {
-          if ((err as { code?: number }).code === 404) return undefined;
-          throw err;
-        }),
+      watchNode: kubeNodeWatcher(kc, log.child({ component: 'node-watch' })),
     });
     running.link = link;
     agents = linkDispatcher;

@@ -1,4 +1,4 @@
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1ContainerState, V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { Action } from '../../shared/api/index.js';
 import { STATUS_TAIL_BYTES } from '../../shared/protocol.js';
@@ -211,6 +211,14 @@ describe('isReleased', () => {
 });
 
 const pod = (status: NonNullable<V1Pod['status']>): V1Pod => ({ metadata: { name: 'p' }, status });
+/** A pod in `phase` whose container `action` is in `state`. */
+const podWith = (phase: string, state: V1ContainerState): V1Pod =>
+  pod({
+    phase,
+    containerStatuses: [
+      { name: 'action', image: 'i', imageID: '', ready: false, restartCount: 0, state },
+    ],
+  });
 
 describe('podView', () => {
   it('says what a pending pod waits for, and which waits do not end', () => {
@@ -219,54 +227,22 @@ describe('podView', () => {
       detail: 'pod p Pending',
       permanent: false,
     });
-    const pull = pod({
-      phase: 'Pending',
-      containerStatuses: [
-        {
-          name: 'action',
-          image: 'i',
-          imageID: '',
-          ready: false,
-          restartCount: 0,
-          state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "i"' } },
-        },
-      ],
+    const pull = podWith('Pending', {
+      waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "i"' },
     });
     expect(podView(pull, 'action')).toEqual({
       state: 'pending',
       detail: 'pod p Pending: ImagePullBackOff: Back-off pulling image "i"',
       permanent: false,
     });
-    const invalid = pod({
-      phase: 'Pending',
-      containerStatuses: [
-        {
-          name: 'action',
-          image: 'i',
-          imageID: '',
-          ready: false,
-          restartCount: 0,
-          state: { waiting: { reason: 'InvalidImageName' } },
-        },
-      ],
-    });
+    const invalid = podWith('Pending', { waiting: { reason: 'InvalidImageName' } });
     expect(podView(invalid, 'action')).toMatchObject({ state: 'pending', permanent: true });
   });
 
   it('reads exit code, reason and termination message of a finished pod', () => {
     expect(podView(pod({ phase: 'Running' }), 'action')).toEqual({ state: 'running' });
-    const failed = pod({
-      phase: 'Failed',
-      containerStatuses: [
-        {
-          name: 'action',
-          image: 'i',
-          imageID: '',
-          ready: false,
-          restartCount: 0,
-          state: { terminated: { exitCode: 3, reason: 'Error', message: 'boom\n' } },
-        },
-      ],
+    const failed = podWith('Failed', {
+      terminated: { exitCode: 3, reason: 'Error', message: 'boom\n' },
     });
     expect(podView(failed, 'action')).toEqual({
       state: 'finished',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { actionTimeoutMs, toOutcome, toWire } from './dispatcher.js';
+import type { V1Node, V1NodeSystemInfo } from '@kubernetes/client-node';
+import { actionTimeoutMs, rebootLanded, toOutcome, toWire } from './dispatcher.js';
 
 describe('toWire', () => {
   it('appends Run args to the command', () => {
@@ -35,5 +36,23 @@ describe('toOutcome', () => {
     expect(o.kind).toBe('failed');
     expect(o.kind === 'failed' ? o.message : '').toMatch(/^Interrupted/);
     expect(o.kind === 'failed' ? o.outputTail?.length : 0).toBe(4096);
+  });
+});
+
+describe('rebootLanded', () => {
+  const node = (bootID: string, ready: boolean): V1Node => ({
+    status: {
+      nodeInfo: { bootID } as V1NodeSystemInfo,
+      conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+    },
+  });
+  it('waits for a new bootID and Ready, saying which is missing', () => {
+    expect(rebootLanded(node('b1', true), 'b1')).toEqual({ done: false, why: 'bootID still b1' });
+    expect(rebootLanded(node('b2', false), 'b1')).toEqual({ done: false, why: 'not Ready' });
+    expect(rebootLanded(undefined, 'b1')).toEqual({ done: false, why: 'the Node is gone' });
+    expect(rebootLanded(node('b2', true), 'b1')).toEqual({ done: true });
+  });
+  it('takes Ready alone when no bootID was recorded', () => {
+    expect(rebootLanded(node('b1', true), undefined)).toEqual({ done: true });
   });
 });

@@ -3,7 +3,6 @@
 // ID, and the agent's ledger either attaches to the running action or returns the recorded
 // result. A Reboot is done when the agent reports the new boot AND the Node shows a new
 // status.nodeInfo.bootID and is Ready.
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node } from '@kubernetes/client-node';
 import type { Action } from '../../shared/api/index.js';
 import { parseDuration } from '../../shared/duration.js';
@@ -19,6 +18,7 @@ import type {
   NodeActionOutcome,
   NodeActionRequest,
 } from '../actions/dispatcher.js';
+import type { NodeWatcher } from '../nodes/node-watch.js';
 import type { AgentLinkServer } from './server.js';
 
 export const DEFAULT_ACTION_TIMEOUT_MS = 3_600_000;
@@ -63,6 +63,22 @@ export function actionTimeoutMs(action: Action): number {
   return ms === undefined || ms <= 0 ? def : ms;
 }
 
+/**
+ * Pure: has the reboot landed on the Node — a bootID other than the one before it, and Ready?
+ * Without a recorded bootID (none was known) Ready alone counts.
+ */
+export function rebootLanded(
+  node: V1Node | undefined,
+  bootIDBefore: string | undefined,
+): { done: true } | { done: false; why: string } {
+  if (node === undefined) return { done: false, why: 'the Node is gone' };
+  const bootID = node.status?.nodeInfo?.bootID;
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+  const rebooted = bootIDBefore === undefined || (bootID !== undefined && bootID !== bootIDBefore);
+  if (rebooted && ready) return { done: true };
+  return { done: false, why: rebooted ? 'not Ready' : `bootID still ${bootIDBefore}` };
+}
+
 /** Pure: an agent's result as the controller sees it. */
 export function toOutcome(result: MessageOf<'action.result'>): NodeActionOutcome {
   const fields = {
@@ -94,8 +110,7 @@ interface Pending {
 export interface LinkDispatcherDeps {
   readonly log: Logger;
   readonly server: AgentLinkServer;
-  readNode(name: string): Promise<V1Node | undefined>;
-  readonly nodePollMs?: number;
+  readonly watchNode: NodeWatcher;
 }
 
 export class LinkDispatcher implements ActionDispatcher {
@@ -185,21 +200,37 @@ export class LinkDispatcher implements ActionDispatcher {
     });
   }
 
-  private async waitNodeBack(req: NodeActionRequest, deadline: number): Promise<NodeActionOutcome> {
-    const before = req.bootIDBeforeReboot;
-    let last = 'not read yet';
-    while (Date.now() < deadline) {
-      if (req.signal.aborted) return { kind: 'unavailable', message: 'stopped' };
-      const node = await this.deps.readNode(req.node).catch(() => undefined);
-      const bootID = node?.status?.nodeInfo?.bootID;
-      const ready = node?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-      const rebooted = before === undefined || (bootID !== undefined && bootID !== before);
-      if (rebooted && ready) return { kind: 'succeeded' };
-      last = rebooted ? 'not Ready' : `bootID still ${before}`;
-      await sleep(this.deps.nodePollMs ?? 1_000, undefined, { signal: req.signal }).catch(
-        () => undefined,
+  /** Waits, on a watch of the Node, for its new boot to show and the node to be Ready. */
+  private waitNodeBack(req: NodeActionRequest, deadline: number): Promise<NodeActionOutcome> {
+    return new Promise((resolve) => {
+      const stop = new AbortController();
+      let last = 'not read yet';
+      const finish = (outcome: NodeActionOutcome): void => {
+        stop.abort();
+        clearTimeout(timer);
+        req.signal.removeEventListener('abort', onAbort);
+        resolve(outcome);
+      };
+      const onAbort = (): void => {
+        finish({ kind: 'unavailable', message: 'stopped' });
+      };
+      const timer = setTimeout(() => {
+        finish({ kind: 'failed', message: `node did not come back after the reboot: ${last}` });
+      }, deadline - Date.now());
+      if (req.signal.aborted) {
+        onAbort();
+        return;
+      }
+      req.signal.addEventListener('abort', onAbort, { once: true });
+      this.deps.watchNode(
+        req.node,
+        (node) => {
+          const landed = rebootLanded(node, req.bootIDBeforeReboot);
+          if (landed.done) finish({ kind: 'succeeded' });
+          else last = landed.why;
+        },
+        stop.signal,
       );
-    }
-    return { kind: 'failed', message: `node did not come back after the reboot: ${last}` };
+    });
   }
 }

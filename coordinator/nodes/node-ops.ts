@@ -9,7 +9,7 @@ import {
   type V1Node,
   type V1Taint,
 } from '@kubernetes/client-node';
-import pLimit, { type LimitFunction } from 'p-limit';
+import type { LimitFunction } from 'p-limit';
 import { MAINTENANCE_ANNOTATION, MAINTENANCE_LABEL } from '../../shared/maintenance-keys.js';
 import { addTaints, removeOurTaints, taintsEqual, type TaintSpec } from './taints.js';
 
@@ -65,7 +65,7 @@ export interface NodeOps {
  * `limit` bounds the Node calls in flight: a maintenance of 2000 nodes starts 2000 node tasks
  * at once, and each would otherwise open its connection at the same moment.
  */
-export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction = pLimit(32)): NodeOps {
+export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction): NodeOps {
   const core = kc.makeApiClient(CoreV1Api);
 
   const read = async (name: string): Promise<V1Node | undefined> => {

@@ -18,13 +18,12 @@ import {
   onTestFailed,
 } from 'vitest';
 import WebSocket from 'ws';
-import type { NodeMaintenance } from '../../shared/api/index.js';
 import { AGENT_LINK_PATH, NODE_HEADER, encode } from '../../shared/protocol.js';
 import { startAgent, type AgentProcess } from '../support/agent-process.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
 import { alive } from '../cluster/cluster.js';
 import { installCRD } from '../support/crd.js';
-import { maintenances } from '../support/maintenance.js';
+import { maintenances, nodeStatus } from '../support/maintenance.js';
 import {
   adminKubeConfig,
   createNamespace,
@@ -204,23 +203,8 @@ const createMaintenance = (name: string, nodes: string[], actions: Record<string
 
 const getMaintenance = (name: string) => maintenances(kc, ns.name).get(name);
 
-async function waitPhase(name: string, phases: string[], timeoutMs = 45_000) {
-  return waitFor(
-    `${name} in ${phases.join('|')}`,
-    async () => {
-      const m = await getMaintenance(name);
-      return m !== undefined && phases.includes(m.status?.phase ?? '') ? m : undefined;
-    },
-    timeoutMs,
-    200,
-  );
-}
-
-function nodeStatus(m: NodeMaintenance, node: string) {
-  const s = m.status?.nodes?.find((n) => n.name === node);
-  if (s === undefined) throw new Error(`${node} not in status`);
-  return s;
-}
+const waitPhase = (name: string, phase: string | readonly string[], timeoutMs?: number) =>
+  maintenances(kc, ns.name).waitPhase(name, phase, timeoutMs);
 
 const bootIDOf = async (node: string): Promise<string> =>
   (await core.readNode({ name: node })).status?.nodeInfo?.bootID ?? '';
@@ -257,10 +241,10 @@ describe('agent link', () => {
     expect(m.status?.phase).toBe('Failed');
     for (const [i, n] of nodes.slice(0, 2).entries()) {
       const s = nodeStatus(m, n.name);
-      expect(s.phase).toBe('Succeeded');
-      expect(s.lastExitCode).toBe(0);
-      expect(s.outputTail).toBe('after reboot\n');
-      expect(s.bootIDBeforeReboot).toBe(before[i]);
+      expect(s?.phase).toBe('Succeeded');
+      expect(s?.lastExitCode).toBe(0);
+      expect(s?.outputTail).toBe('after reboot\n');
+      expect(s?.bootIDBeforeReboot).toBe(before[i]);
       expect(await bootIDOf(n.name)).not.toBe(before[i]);
       // Rebooted once by its machine, the agent stopped and started again: the agent itself
       // never wrote the Node's status.
@@ -270,11 +254,11 @@ describe('agent link', () => {
       expect(node.spec?.unschedulable ?? false).toBe(false);
     }
     const f = nodeStatus(m, failing.name);
-    expect(f.phase).toBe('Failed');
-    expect(f.lastExitCode).toBe(3);
-    expect(f.outputTail).toContain('script on arg-one');
-    expect(f.outputTail).toContain('boom');
-    expect(f.message).toMatch(/exit code 3/);
+    expect(f?.phase).toBe('Failed');
+    expect(f?.lastExitCode).toBe(3);
+    expect(f?.outputTail).toContain('script on arg-one');
+    expect(f?.outputTail).toContain('boom');
+    expect(f?.message).toMatch(/exit code 3/);
     // The failed node was not rebooted.
     expect(await bootIDOf(failing.name)).toBe(before[2]);
     expect(failing.machine.reboots).toBe(0);
@@ -306,8 +290,8 @@ describe('agent link', () => {
     );
     const m = await waitPhase(name, ['Failed']);
     const s = nodeStatus(m, n.name);
-    expect(s.message).toMatch(/TimedOut/);
-    expect(s.outputTail).toBe('started\n');
+    expect(s?.message).toMatch(/TimedOut/);
+    expect(s?.outputTail).toBe('started\n');
     const pid = Number(await readFile(join(n.workDir, 'pid'), 'utf8'));
     await waitFor('timed-out script gone', () => Promise.resolve(!alive(pid)), 10_000);
   });
@@ -352,9 +336,9 @@ describe('agent link', () => {
     coordinator = await startCoordinator(inject('kubeconfig'), coordinatorArgs());
     const m = await waitPhase(name, ['Completed', 'Failed'], 45_000);
     const s = nodeStatus(m, n.name);
-    expect(s.phase).toBe('Succeeded');
-    expect(s.outputTail).toBe('done\n');
-    expect(s.lastExitCode).toBe(0);
+    expect(s?.phase).toBe('Succeeded');
+    expect(s?.outputTail).toBe('done\n');
+    expect(s?.lastExitCode).toBe(0);
     expect(await readFile(runs, 'utf8')).toBe('run\n');
   });
 
@@ -374,8 +358,8 @@ describe('agent link', () => {
     n.agent = await startLinkedAgent(n);
     const m = await waitPhase(name, ['Completed', 'Failed'], 45_000);
     const s = nodeStatus(m, n.name);
-    expect(s.phase).toBe('Failed');
-    expect(s.message).toMatch(/Interrupted/);
+    expect(s?.phase).toBe('Failed');
+    expect(s?.message).toMatch(/Interrupted/);
     // Give a wrongly re-run script the time to show up.
     await new Promise((r) => setTimeout(r, 1_000));
     expect(await readFile(runs, 'utf8')).toBe('run\n');

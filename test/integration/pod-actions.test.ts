@@ -22,16 +22,10 @@ import {
   it,
   onTestFailed,
 } from 'vitest';
-import {
-  GROUP,
-  PLURAL,
-  VERSION,
-  type NodeMaintenance,
-  type NodeStatus,
-} from '../../shared/api/index.js';
+import { GROUP, PLURAL, VERSION } from '../../shared/api/index.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
 import { installCRD } from '../support/crd.js';
-import { maintenances } from '../support/maintenance.js';
+import { maintenances, nodeStatus } from '../support/maintenance.js';
 import {
   adminKubeConfig,
   createNamespace,
@@ -91,19 +85,8 @@ const createMaintenance = (name: string, spec: Record<string, unknown>) =>
   maintenances(kc, ns.name).create(name, spec);
 const getMaintenance = (name: string) => maintenances(kc, ns.name).get(name);
 
-const waitPhase = (name: string, phase: string, timeoutMs = 45_000) =>
-  waitFor(
-    `${name} ${phase}`,
-    async () => {
-      const m = await getMaintenance(name);
-      return m?.status?.phase === phase ? m : undefined;
-    },
-    timeoutMs,
-    200,
-  );
-
-const nodeStatus = (m: NodeMaintenance | undefined, node: string): NodeStatus | undefined =>
-  m?.status?.nodes?.find((n) => n.name === node);
+const waitPhase = (name: string, phase: string | readonly string[], timeoutMs?: number) =>
+  maintenances(kc, ns.name).waitPhase(name, phase, timeoutMs);
 
 const actionPods = async (node?: string): Promise<V1Pod[]> =>
   (

@@ -1,7 +1,15 @@
 // NodeMaintenance objects in one namespace, for integration tests (through CustomObjectsApi,
 // which passes bodies through untouched).
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { GROUP, KIND, PLURAL, VERSION, type NodeMaintenance } from '../../shared/api/index.js';
+import {
+  GROUP,
+  KIND,
+  PLURAL,
+  VERSION,
+  type NodeMaintenance,
+  type NodeStatus,
+} from '../../shared/api/index.js';
+import { waitFor } from './kube.js';
 
 export interface Maintenances {
   /** Creates one; `spec` fields override a minimal valid spec (operationName, ticket, no actions). */
@@ -9,7 +17,17 @@ export interface Maintenances {
   /** The object, or undefined once it is gone. */
   get(name: string): Promise<NodeMaintenance | undefined>;
   remove(name: string): Promise<void>;
+  /** Waits until its status.phase is `phase` (or one of them) and returns it. */
+  waitPhase(
+    name: string,
+    phase: string | readonly string[],
+    timeoutMs?: number,
+  ): Promise<NodeMaintenance>;
 }
+
+/** One node's entry in a NodeMaintenance's status, if it has one. */
+export const nodeStatus = (m: NodeMaintenance | undefined, node: string): NodeStatus | undefined =>
+  m?.status?.nodes?.find((n) => n.name === node);
 
 export function maintenances(kc: KubeConfig, namespace: string): Maintenances {
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -36,6 +54,18 @@ export function maintenances(kc: KubeConfig, namespace: string): Maintenances {
     },
     async remove(name) {
       await custom.deleteNamespacedCustomObject({ ...ref, name });
+    },
+    waitPhase(name, phase, timeoutMs = 45_000) {
+      const phases: readonly string[] = typeof phase === 'string' ? [phase] : phase;
+      return waitFor(
+        `${name} in ${phases.join('|')}`,
+        async () => {
+          const m = await this.get(name);
+          return m !== undefined && phases.includes(m.status?.phase ?? '') ? m : undefined;
+        },
+        timeoutMs,
+        200,
+      );
     },
   };
 }
