@@ -8,9 +8,14 @@ const UNIT_MS: Record<string, number> = {
   h: 3_600_000,
 };
 
+/** The longest duration noma accepts anywhere (the CRD's CEL rule, flags, timers): 30 days. */
+export const MAX_DURATION = '720h';
+export const MAX_DURATION_MS = 720 * 3_600_000;
+
 /**
  * Parses a Go-style duration ("5m", "1h30m", "250ms", "0") into milliseconds, the syntax the
- * NodeMaintenance API uses too. Returns undefined for anything else, including a sign.
+ * NodeMaintenance API uses too. Returns undefined for anything else, including a sign, and for
+ * anything longer than MAX_DURATION.
  */
 export function parseDuration(text: string): number | undefined {
   if (text === '0') return 0;
@@ -24,7 +29,7 @@ export function parseDuration(text: string): number | undefined {
     total += Number(m[1]) * (UNIT_MS[m[2] ?? ''] ?? Number.NaN);
     matched = part.lastIndex;
   }
-  return matched === 0 || !Number.isFinite(total) ? undefined : total;
+  return matched === 0 || !Number.isFinite(total) || total > MAX_DURATION_MS ? undefined : total;
 }
 /** The delay before retry number `attempt` (0-based): doubling, capped, with ±20 % jitter. */
 export function backoffMs(

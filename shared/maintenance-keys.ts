@@ -20,3 +20,57 @@ export function maintenanceLabelValue(name: string): string {
     .slice(0, 63)
     .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
 }
+
+/**
+ * NodeMaintenance annotation: nodes to return to their initial state. Grammar: a
+ * comma-separated list of node names, or `*` for every failed node. `noma restore` writes it; the
+ * coordinator removes each name once it has acted on it.
+ */
+export const RESTORE_ANNOTATION = 'noma.dev/restore';
+
+/**
+ * NodeMaintenance annotation: failed nodes to run again from their failed step (next attempt
+ * number). Grammar: a comma-separated list of node names. `noma retry` writes it; the
+ * coordinator removes each name once it has acted on it.
+ */
+export const RETRY_ANNOTATION = 'noma.dev/retry';
+
+/** The `*` of RESTORE_ANNOTATION: every failed node. */
+export const ALL_FAILED = '*';
+
+/** Pure: the entries of a restore/retry annotation (names, or `*`), without blanks or repeats. */
+export function parseNodeList(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  return [
+    ...new Set(
+      value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    ),
+  ];
+}
+
+/** Pure: a restore/retry annotation value from its entries; undefined when there are none. */
+export function formatNodeList(entries: readonly string[]): string | undefined {
+  return entries.length === 0 ? undefined : [...new Set(entries)].join(',');
+}
+
+/**
+ * Node annotation: the maintenance that holds the node, written in the same resourceVersion-
+ * guarded patch that cordons it and removed when the node leaves the maintenance. JSON,
+ * `{"maintenance":"<ns>/<name>","uid":"<uid>","phase":"<node phase>"}`; phase is the node's
+ * phase when the claim was taken (`Cordoned`) or last changed (`Failed`). No run acts on a node
+ * another maintenance claims. Other controllers (schedulers such as Run:ai) may watch it: a
+ * node that carries it is in maintenance.
+ */
+export const CLAIM_ANNOTATION = 'noma.dev/claim';
+
+/**
+ * Node annotation: what a finished maintenance without `Complete` left on the node (its
+ * cordon, if noma cordoned it, and its taints). JSON,
+ * `{"maintenance":"<ns>/<name>","uid":"<uid>","unschedulable":true,"taints":[…]}`. A later
+ * maintenance counts these as noma's own, so its `Complete` (or a restore) returns the node to
+ * service; a cordon an admin made before stays.
+ */
+export const LEFT_BY_ANNOTATION = 'noma.dev/left-by';

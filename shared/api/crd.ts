@@ -3,6 +3,7 @@ import {
   GROUP,
   KIND,
   NodeMaintenanceSchema,
+  OptionsSchema,
   PLURAL,
   PRINTER_COLUMNS,
   SHORT_NAMES,
@@ -56,6 +57,43 @@ export function toStructural(schema: TSchema): Json {
   return walk(json);
 }
 
+/** Options that stay editable while a maintenance runs: they only widen or narrow its pace. */
+export const MUTABLE_OPTIONS: readonly string[] = ['maxUnavailable', 'maxFailedNodes'];
+
+/**
+ * Transition rules (API server only: they compare with the stored object): once the selection
+ * is recorded (status.observedNodes), the selector, the steps and every option but the mutable
+ * ones are frozen, so that an edit never re-runs a step under a new ID or changes what a node
+ * half-way through expects. spec.paused, maxUnavailable and maxFailedNodes stay editable. On
+ * the main resource the API server keeps the stored status, so `self.status` is the old one.
+ */
+export function frozenSpecRules(): Obj[] {
+  const started = '!has(oldSelf.status) || !has(oldSelf.status.observedNodes)';
+  const frozen = (field: string, message: string): Obj => ({
+    rule: `${started} || (has(self.spec.${field}) == has(oldSelf.spec.${field}) && (!has(self.spec.${field}) || self.spec.${field} == oldSelf.spec.${field}))`,
+    message: `spec.${field} is immutable once the maintenance has started (${message})`,
+    fieldPath: `.spec.${field}`,
+  });
+  const options = Object.keys(OptionsSchema.properties).filter(
+    (k) => !MUTABLE_OPTIONS.includes(k),
+  );
+  const opt = (k: string): Obj => ({
+    rule:
+      `${started} || (` +
+      `(has(self.spec.options) && has(self.spec.options.${k})) == (has(oldSelf.spec.options) && has(oldSelf.spec.options.${k})) && ` +
+      `(!has(self.spec.options) || !has(self.spec.options.${k}) || self.spec.options.${k} == oldSelf.spec.options.${k}))`,
+    message:
+      `spec.options.${k} is immutable once the maintenance has started ` +
+      `(only ${MUTABLE_OPTIONS.join(', ')} and spec.paused may change)`,
+    fieldPath: `.spec.options.${k}`,
+  });
+  return [
+    frozen('nodeSelector', 'the selection is frozen in status.observedNodes'),
+    frozen('actions', 'create a new NodeMaintenance for other steps'),
+    ...options.map(opt),
+  ];
+}
+
 /** The CustomResourceDefinition of NodeMaintenance, written to deploy/crd.yaml by `npm run gen`. */
 export function nodeMaintenanceCRD(): Json {
   return {
@@ -95,6 +133,7 @@ export function nodeMaintenanceCRD(): Json {
                 spec: toStructural(SpecSchema),
                 status: toStructural(StatusSchema),
               },
+              'x-kubernetes-validations': frozenSpecRules(),
             },
           },
         },

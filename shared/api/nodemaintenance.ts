@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { MAX_DURATION, MAX_DURATION_MS, parseDuration } from '../duration.js';
 import { withRules } from './rules.js';
 
 /**
@@ -20,8 +21,39 @@ export const DURATION_PATTERN = '^(0|([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$
 export const TICKET_PATTERN = '^[A-Z][A-Z0-9]*-[0-9]+$';
 export const PERCENT_PATTERN = '^[0-9]+%$';
 
+/** A node's status message is cut to this many bytes (status-store.ts). */
+export const NODE_MESSAGE_MAX_BYTES = 1024;
+
 const Duration = (description: string) =>
-  Type.String({ pattern: DURATION_PATTERN, maxLength: 64, description });
+  withRules(Type.String({ pattern: DURATION_PATTERN, maxLength: 64, description }), [
+    {
+      // Beyond ~24.8 days Node's timers fire at once; noma's own timers chain, but a month is
+      // already longer than any maintenance step should wait.
+      rule: `duration(self) <= duration('${MAX_DURATION}')`,
+      message: `must be at most ${MAX_DURATION} (30 days)`,
+      check: (v: string) => {
+        const ms = parseDuration(v);
+        return ms !== undefined && ms <= MAX_DURATION_MS;
+      },
+    },
+  ]);
+
+/** int-or-string: a count >= 0 or a percentage, with the same rule on both sides. */
+const CountOrPercent = (name: string, description: string) =>
+  withRules(
+    Type.Union([Type.Integer(), Type.String()], {
+      description,
+      'x-kubernetes-int-or-string': true,
+    }),
+    [
+      {
+        rule: `type(self) == int ? self >= 0 : self.matches('${PERCENT_PATTERN}')`,
+        message: `${name} must be a count >= 0 or a percentage such as 25%`,
+        check: (v: number | string) =>
+          typeof v === 'number' ? v >= 0 : new RegExp(PERCENT_PATTERN).test(v),
+      },
+    ],
+  );
 
 const StringList = (description: string, maxItems = 256) =>
   Type.Array(Type.String({ maxLength: 32768 }), { maxItems, description });
@@ -72,7 +104,9 @@ export const OptionsSchema = Type.Object(
       Type.Boolean({
         description:
           'Evict pods that use emptyDir volumes (their data is lost), like kubectl drain ' +
-          '--delete-emptydir-data. Default false: such pods block the drain.',
+          '--delete-emptydir-data. Default false: such pods block the drain. Memory-backed ' +
+          'emptyDirs (medium: Memory, e.g. /dev/shm of inference servers) hold nothing that ' +
+          'outlives the pod and never block.',
       }),
     ),
     evictUnmanagedPods: Type.Optional(
@@ -83,21 +117,21 @@ export const OptionsSchema = Type.Object(
       }),
     ),
     maxUnavailable: Type.Optional(
-      withRules(
-        Type.Union([Type.Integer(), Type.String()], {
-          description:
-            'How many of the selected nodes may be in maintenance at once: a count (e.g. 2) or ' +
-            'a percentage of the selected nodes (e.g. 25%). Default: all selected nodes.',
-          'x-kubernetes-int-or-string': true,
-        }),
-        [
-          {
-            rule: `type(self) == int ? self >= 0 : self.matches('${PERCENT_PATTERN}')`,
-            message: 'maxUnavailable must be a count >= 0 or a percentage such as 25%',
-            check: (v: number | string) =>
-              typeof v === 'number' ? v >= 0 : new RegExp(PERCENT_PATTERN).test(v),
-          },
-        ],
+      CountOrPercent(
+        'maxUnavailable',
+        'How many of the selected nodes may be unavailable at once: a count (e.g. 2) or a ' +
+          'percentage of the selected nodes (e.g. 25%). Counts nodes in maintenance, failed ' +
+          'nodes noma still holds, and selected nodes that are NotReady or cordoned by someone ' +
+          'else. Default: all selected nodes. May be changed while the maintenance runs.',
+      ),
+    ),
+    maxFailedNodes: Type.Optional(
+      CountOrPercent(
+        'maxFailedNodes',
+        'How many nodes may fail before the maintenance halts (phase Halted: no node starts, ' +
+          'nodes in flight stop after their current step): a count or a percentage of the ' +
+          'selected nodes (rounded down, at least 1). Default 1. Restoring or retrying failed ' +
+          'nodes, or raising this, lets it go on. May be changed while the maintenance runs.',
       ),
     ),
     taints: Type.Optional(
@@ -105,7 +139,9 @@ export const OptionsSchema = Type.Object(
         maxItems: 16,
         description:
           'Extra taints to add while a node is in maintenance, besides ' +
-          'noma.dev/maintenance:NoSchedule (e.g. runai=drain:NoExecute).',
+          'noma.dev/maintenance:NoSchedule (e.g. runai=drain:NoExecute). NoExecute taints ' +
+          'are added only once noma has drained every pod through the Eviction API, so that ' +
+          'the taint-eviction controller never ends a pod around its PodDisruptionBudget.',
       }),
     ),
     allowControlPlane: Type.Optional(
@@ -278,6 +314,13 @@ export const SpecSchema = Type.Object(
     }),
     options: Type.Optional(OptionsSchema),
     actions: ActionsSchema,
+    paused: Type.Optional(
+      Type.Boolean({
+        description:
+          'Stop between steps: no node starts and no node begins its next step; steps in ' +
+          'flight (drains included) finish. Phase Paused. `noma pause` / `noma resume`.',
+      }),
+    ),
   },
   { description: 'What to do to which nodes.' },
 );
@@ -305,7 +348,14 @@ export const ConditionSchema = Type.Object(
 );
 export type Condition = Static<typeof ConditionSchema>;
 
-export const MAINTENANCE_PHASES = ['Pending', 'Running', 'Completed', 'Failed'] as const;
+export const MAINTENANCE_PHASES = [
+  'Pending',
+  'Running',
+  'Paused',
+  'Halted',
+  'Completed',
+  'Failed',
+] as const;
 export type MaintenancePhase = (typeof MAINTENANCE_PHASES)[number];
 
 export const NODE_PHASES = [
@@ -389,6 +439,13 @@ export const NodeStatusSchema = Type.Object(
               { description: 'What keeps the drain from progressing.' },
             ),
           ),
+          scope: Type.Optional(
+            Type.Union([Type.Literal('GPUPods'), Type.Literal('AllPods')], {
+              description:
+                'Which drain ran last: GPUPods (before the first step, drainNonGpuPods false) ' +
+                'or AllPods (drainNonGpuPods, NoExecute taints, or before Reboot/DeleteNode).',
+            }),
+          ),
         },
         { description: 'Drain progress.' },
       ),
@@ -396,7 +453,11 @@ export const NodeStatusSchema = Type.Object(
     initialState: Type.Optional(
       Type.Object(
         {
-          unschedulable: Type.Boolean({ description: 'Was the node cordoned before noma.' }),
+          unschedulable: Type.Boolean({
+            description:
+              'Was the node cordoned before noma (by someone else: a cordon left by an ' +
+              'earlier maintenance counts as noma\'s own and is undone).',
+          }),
           taints: Type.Optional(
             Type.Array(NodeTaintSchema, { description: 'Taints before noma changed them.' }),
           ),
@@ -410,7 +471,10 @@ export const NodeStatusSchema = Type.Object(
     lastExitCode: Type.Optional(Type.Integer({ description: 'Exit code of the last step.' })),
     outputTail: Type.Optional(Type.String({ description: 'Last bytes of the last step output.' })),
     message: Type.Optional(
-      Type.String({ description: 'Human-readable detail, e.g. why it failed.' }),
+      Type.String({
+        maxLength: NODE_MESSAGE_MAX_BYTES,
+        description: 'Human-readable detail, e.g. why it failed (at most 1 KiB).',
+      }),
     ),
     startedAt: Type.Optional(Time('When maintenance of this node started.')),
     completedAt: Type.Optional(Time('When maintenance of this node ended.')),
@@ -425,7 +489,11 @@ export const StatusSchema = Type.Object(
     phase: Type.Optional(
       Type.Union(
         MAINTENANCE_PHASES.map((p) => Type.Literal(p)),
-        { description: 'Pending, Running, Completed or Failed.' },
+        {
+          description:
+            'Pending, Running, Paused (spec.paused), Halted (failure budget spent), Completed ' +
+            'or Failed.',
+        },
       ),
     ),
     observedGeneration: Type.Optional(
