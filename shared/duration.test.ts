@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, parseDuration } from './duration.js';
+import { backoffMs, MAX_DURATION, MAX_DURATION_MS, parseDuration } from './duration.js';
 
 describe('parseDuration', () => {
   it.each([
@@ -16,6 +16,20 @@ describe('parseDuration', () => {
   it.each(['', '5', '-5m', '5 m', 'm', '5x', '5m!', '1d'])('rejects %j', (text) => {
     expect(parseDuration(text)).toBeUndefined();
   });
+
+  it('accepts up to 720h (30 days), however it is written', () => {
+    expect(MAX_DURATION_MS).toBe(30 * 24 * 3_600_000);
+    expect(parseDuration(MAX_DURATION)).toBe(MAX_DURATION_MS);
+    for (const text of ['720h', '719h60m', '43200m', '2592000s', '700h'])
+      expect(parseDuration(text), text).toBeLessThanOrEqual(MAX_DURATION_MS);
+  });
+
+  it.each(['721h', '720h1ms', '720h0.5s', '719h61m', '2592001s', '100000h'])(
+    'rejects %s: over 720h',
+    (text) => {
+      expect(parseDuration(text)).toBeUndefined();
+    },
+  );
 });
 
 describe('backoffMs', () => {

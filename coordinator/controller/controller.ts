@@ -22,12 +22,20 @@ import {
   type NodeMaintenance,
 } from '../../shared/api/index.js';
 import type { Logger } from '../../shared/log.js';
-import { FINALIZER } from '../../shared/maintenance-keys.js';
+import {
+  FINALIZER,
+  RESTORE_ANNOTATION,
+  RETRY_ANNOTATION,
+  formatNodeList,
+  parseNodeList,
+} from '../../shared/maintenance-keys.js';
 import type { ActionDispatcher } from '../actions/dispatcher.js';
 import { runsAsPod } from '../actions/pod-job.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder } from '../events.js';
-import type { NodeOps } from '../nodes/node-ops.js';
+import type { Claim } from '../nodes/claims.js';
+import { kubeNodeCache, type NodeCache } from '../nodes/node-cache.js';
+import { statusCode, type NodeOps } from '../nodes/node-ops.js';
 import type { DrainFn } from './ports.js';
 import { MaintenanceRun, type Fleet } from './run.js';
 import { createStatusStore, kubeStatusWriter, type StatusWriter } from './status-store.js';
@@ -36,6 +44,8 @@ export interface ControllerOptions {
   readonly kc: KubeConfig;
   readonly log: Logger;
   readonly nodes: NodeOps;
+  /** The leader's Node informer (readiness and cordon of selected nodes); made in start(). */
+  readonly nodeCache?: NodeCache;
   readonly drain: DrainFn;
   readonly dispatcher: ActionDispatcher;
   readonly notifier: Notifier;
@@ -57,6 +67,7 @@ export class Controller {
   private readonly queues = new Map<string, Promise<void>>();
   private readonly bus = new EventEmitter();
   private informer: Informer<KubernetesObject> | undefined;
+  private nodeCache: NodeCache | undefined;
   private resync: NodeJS.Timeout | undefined;
   private stopped = false;
   private lastSync = 0;
@@ -71,16 +82,17 @@ export class Controller {
     const runs = this.runs;
     const bus = this.bus;
     this.fleet = {
-      activeElsewhere(self, node) {
+      heldElsewhere(self, node) {
         for (const run of runs.values()) {
-          if (run !== self && run.activeNodes().includes(node)) return run.key;
+          if (run !== self && run.heldNodes().includes(node)) return run.key;
         }
         return undefined;
       },
-      activeCount() {
-        let n = 0;
-        for (const run of runs.values()) n += run.activeNodes().length;
-        return n;
+      unavailableCount(except) {
+        const all = new Set<string>();
+        for (const run of runs.values()) for (const n of run.unavailableNodes()) all.add(n);
+        all.delete(except);
+        return all.size;
       },
       async changed(ms, signal) {
         await Promise.race([
@@ -103,7 +115,23 @@ export class Controller {
     return [...this.runs.values()];
   }
 
+  /**
+   * Resolves once the coordinator's view is rebuilt: the Node cache listed (claims, readiness)
+   * and every NodeMaintenance of the first list has its run. No run admits a node before, so a
+   * maintenance listed first after a restart cannot take a node another one holds.
+   */
+  private readonly ready = (() => {
+    let resolve: () => void = () => undefined;
+    const promise = new Promise<void>((r) => {
+      resolve = r;
+    });
+    return { promise, resolve };
+  })();
+
   async start(): Promise<void> {
+    this.nodeCache =
+      this.opts.nodeCache ??
+      kubeNodeCache(this.opts.kc, this.opts.log.child({ component: 'node-cache' }));
     const ns = this.opts.watchNamespace;
     const path =
       ns === undefined
@@ -145,6 +173,11 @@ export class Controller {
     while (this.lastSync === 0 && !this.stopped) {
       await new Promise((r) => setTimeout(r, 100));
     }
+    // The first list's objects are queued for reconcile by now; their runs exist once those
+    // reconciles are through.
+    await Promise.all([...this.queues.values()]);
+    await this.nodeCache?.synced(30_000);
+    this.ready.resolve();
     // Level-based: every object is looked at again periodically, even without an event.
     this.resync = setInterval(() => {
       for (const obj of informer.list()) this.reconcileLogged(obj);
@@ -155,7 +188,9 @@ export class Controller {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.resync) clearInterval(this.resync);
+    this.ready.resolve(); // runs waiting for it see their abort
     await this.informer?.stop();
+    await this.nodeCache?.stop();
     await Promise.all([...this.runs.values()].map((r) => r.stop()));
   }
 
@@ -236,10 +271,15 @@ export class Controller {
       now: () => new Date(),
       intervalMs: this.opts.statusIntervalMs ?? 1_000,
     });
+    const ref = { namespace: cr.metadata.namespace ?? '', name: cr.metadata.name ?? '' };
     const run = new MaintenanceRun(cr, {
       log: this.opts.log,
       nodes: this.opts.nodes,
       listNodes: async (selector) => (await this.core.listNode({ labelSelector: selector })).items,
+      nodeFacts: (name) => this.nodeCache?.get(name),
+      claimIsStale: (claim) => this.claimIsStale(claim),
+      clearRequests: (done) => this.clearRequests(ref, done),
+      ready: () => this.ready.promise,
       drain: this.opts.drain,
       dispatcher: this.opts.dispatcher,
       notifier: this.opts.notifier,
@@ -271,6 +311,70 @@ export class Controller {
       this.fleet.notifyChanged();
     } catch (err) {
       this.opts.log.error({ err, maintenance: cr.metadata.name }, 'finalizing failed; will retry');
+    }
+  }
+
+  /**
+   * A claim whose maintenance no longer exists (deleted while no coordinator ran its finalizer,
+   * or recreated under the same name) holds nothing. Any doubt (an error) keeps it valid.
+   */
+  private async claimIsStale(claim: Claim): Promise<boolean> {
+    for (const run of this.runs.values()) if (run.uid === claim.uid) return false;
+    const [namespace, name] = claim.maintenance.split('/');
+    if (namespace === undefined || name === undefined) return false;
+    try {
+      const obj = (await this.custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace,
+        name,
+      })) as KubernetesObject;
+      return obj.metadata?.uid !== claim.uid;
+    } catch (err) {
+      return statusCode(err) === 404;
+    }
+  }
+
+  /**
+   * Removes the entries a run decided on from its restore/retry annotations, on the latest
+   * version and guarded by its resourceVersion: an entry someone adds meanwhile stays.
+   */
+  private async clearRequests(
+    ref: { namespace: string; name: string },
+    done: { restore: string[]; retry: string[] },
+  ): Promise<void> {
+    const api = { group: GROUP, version: VERSION, plural: PLURAL, ...ref };
+    for (let attempt = 0; ; attempt++) {
+      const latest = (await this.custom.getNamespacedCustomObject(api)) as NodeMaintenance;
+      const annotations = latest.metadata.annotations ?? {};
+      const next = (key: string, drop: readonly string[]) =>
+        formatNodeList(parseNodeList(annotations[key]).filter((e) => !drop.includes(e))) ?? null;
+      const restore = next(RESTORE_ANNOTATION, done.restore);
+      const retry = next(RETRY_ANNOTATION, done.retry);
+      if (
+        restore === (annotations[RESTORE_ANNOTATION] ?? null) &&
+        retry === (annotations[RETRY_ANNOTATION] ?? null)
+      ) {
+        return;
+      }
+      try {
+        await this.custom.patchNamespacedCustomObject(
+          {
+            ...api,
+            body: {
+              metadata: {
+                resourceVersion: latest.metadata.resourceVersion,
+                annotations: { [RESTORE_ANNOTATION]: restore, [RETRY_ANNOTATION]: retry },
+              },
+            },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+        return;
+      } catch (err) {
+        if (statusCode(err) !== 409 || attempt >= 5) throw err;
+      }
     }
   }
 

@@ -4,11 +4,22 @@
 // from status and never repeats a finished step.
 import { EventEmitter, once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { V1Node } from '@kubernetes/client-node';
-import type { NodeMaintenance, NodeMaintenanceStatus, NodeStatus } from '../../shared/api/index.js';
+import type { V1Node, V1Taint } from '@kubernetes/client-node';
+import type {
+  Action,
+  NodeMaintenance,
+  NodeMaintenanceStatus,
+  NodeStatus,
+} from '../../shared/api/index.js';
 import { backoffMs, parseDuration } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
-import { MAINTENANCE_TAINT, maintenanceLabelValue } from '../../shared/maintenance-keys.js';
+import {
+  MAINTENANCE_TAINT,
+  RESTORE_ANNOTATION,
+  RETRY_ANNOTATION,
+  maintenanceLabelValue,
+  parseNodeList,
+} from '../../shared/maintenance-keys.js';
 import {
   actionId,
   NODE_LOCAL_ACTIONS,
@@ -17,16 +28,26 @@ import {
 } from '../actions/dispatcher.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder, EventTarget } from '../events.js';
-import { isTransient, type NodeOps } from '../nodes/node-ops.js';
-import type { TaintSpec } from '../nodes/taints.js';
+import { foreignClaim, initialStateOf, isUnavailable, type Claim } from '../nodes/claims.js';
+import { ClaimedElsewhereError, isTransient, type NodeOps } from '../nodes/node-ops.js';
+import { sameTaint, type TaintSpec } from '../nodes/taints.js';
 import {
   admission,
-  isActive,
+  failedSummary,
+  holdReason,
+  isHalted,
+  isHeld,
+  isTerminal,
+  maxFailedNodes,
   maxUnavailable,
   nextStep,
+  notStarted,
   setCondition,
   transition,
+  unavailableNodes,
+  type Step,
 } from './model.js';
+import { planRequests } from './requests.js';
 import type { DrainFn, DrainOutcome, DrainProgress } from './ports.js';
 import type { StatusStore } from './status-store.js';
 
@@ -39,9 +60,10 @@ const CONTROL_PLANE_LABELS = [
 ];
 
 export interface Fleet {
-  /** Nodes active in maintenances other than `self`, and how many are active in all. */
-  activeElsewhere(self: MaintenanceRun, node: string): string | undefined;
-  activeCount(): number;
+  /** The other maintenance that holds `node` (in memory), if any. */
+  heldElsewhere(self: MaintenanceRun, node: string): string | undefined;
+  /** Distinct unavailable nodes over every maintenance, `except` not counted. */
+  unavailableCount(except: string): number;
   /** Resolves when capacity may have freed up (a node finished somewhere), or after `ms`. */
   changed(ms: number, signal: AbortSignal): Promise<void>;
   notifyChanged(): void;
@@ -51,6 +73,14 @@ export interface RunDeps {
   readonly log: Logger;
   readonly nodes: NodeOps;
   readonly listNodes: (selector: string) => Promise<V1Node[]>;
+  /** The Node as the coordinator's cache has it (readiness, cordon), if it has it. */
+  readonly nodeFacts: (name: string) => V1Node | undefined;
+  /** Whether a claim's maintenance is gone (deleted, or replaced by a new object). */
+  readonly claimIsStale: (claim: Claim) => Promise<boolean>;
+  /** Removes decided entries from the restore/retry annotations (resourceVersion-guarded). */
+  readonly clearRequests: (done: { restore: string[]; retry: string[] }) => Promise<void>;
+  /** Resolves once the coordinator's view of all maintenances and claims is rebuilt. */
+  readonly ready: () => Promise<void>;
   readonly drain: DrainFn;
   readonly dispatcher: ActionDispatcher;
   readonly notifier: Notifier;
@@ -67,6 +97,8 @@ export interface RunDeps {
 }
 type DrainFnSkip = Parameters<DrainFn>[1]['skipPod'];
 
+const isNoExecute = (t: TaintSpec): boolean => t.effect === 'NoExecute';
+
 export class MaintenanceRun {
   readonly key: string;
   private readonly abort = new AbortController();
@@ -78,6 +110,15 @@ export class MaintenanceRun {
   private readonly admitted = new Map<string, V1Node>();
   /** Emits 'update' for every new version of the object (an InteractiveShell's release). */
   private readonly versions = new EventEmitter().setMaxListeners(0);
+  /** Node tasks running now; a retry adds one after the others may have ended. */
+  private readonly tasks = new Map<string, Promise<void>>();
+  /** Retried on request: past the failure budget's hold (not past a pause). */
+  private readonly retrying = new Set<string>();
+  /** Claims found stale at admission: cordon may take them over. */
+  private readonly staleClaims = new Set<string>();
+  /** Restore/retry requests, one batch at a time. */
+  private requests: Promise<void> = Promise.resolve();
+  private haltAnnounced = false;
 
   constructor(
     private cr: NodeMaintenance,
@@ -85,6 +126,7 @@ export class MaintenanceRun {
   ) {
     this.key = `${cr.metadata.namespace ?? ''}/${cr.metadata.name ?? ''}`;
     this.log = deps.log.child({ maintenance: this.key });
+    this.haltAnnounced = isHalted(deps.store.nodes(), cr.spec);
   }
 
   get uid(): string {
@@ -95,13 +137,23 @@ export class MaintenanceRun {
     return this.deps.store.current;
   }
 
-  /** Nodes that count against the limits: active in status, or reserved a moment ago. */
-  activeNodes(): string[] {
-    const active = this.deps.store
+  /** Nodes this maintenance holds out of service (in maintenance or failed), or reserved. */
+  heldNodes(): string[] {
+    const held = this.deps.store
       .nodes()
-      .filter(isActive)
+      .filter(isHeld)
       .map((n) => n.name);
-    return [...new Set([...active, ...this.reserved])];
+    return [...new Set([...held, ...this.reserved])];
+  }
+
+  /** Nodes that count against the limits: held, reserved, or selected and unavailable anyway. */
+  unavailableNodes(): Set<string> {
+    const out = unavailableNodes(this.deps.store.nodes(), (name) => {
+      const node = this.deps.nodeFacts(name);
+      return node !== undefined && isUnavailable(node);
+    });
+    for (const r of this.reserved) out.add(r);
+    return out;
   }
 
   private target(): EventTarget {
@@ -128,9 +180,21 @@ export class MaintenanceRun {
 
   /** The latest object from the informer; spec edits apply from the next step on. */
   update(cr: NodeMaintenance): void {
+    const wasPaused = this.cr.spec.paused === true;
     this.cr = cr;
     this.deps.onUpdate?.(cr);
     this.versions.emit('update');
+    const paused = cr.spec.paused === true;
+    if (paused !== wasPaused && this.status.observedNodes !== undefined) {
+      this.event(
+        'Normal',
+        paused ? 'Paused' : 'Resumed',
+        paused
+          ? 'paused: no node starts or begins its next step'
+          : 'resumed: nodes go on from where they stopped',
+      );
+    }
+    this.queueRequests();
   }
 
   start(): Promise<void> {
@@ -144,6 +208,8 @@ export class MaintenanceRun {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.done;
+    await Promise.all(this.tasks.values());
+    await this.requests;
   }
 
   private node(name: string): NodeStatus {
@@ -157,19 +223,38 @@ export class MaintenanceRun {
     await this.deps.store.setNode(next, progressOnly);
   }
 
-  private ourTaints(): TaintSpec[] {
-    return [MAINTENANCE_TAINT, ...(this.cr.spec.options?.taints ?? [])];
+  /** Every taint noma adds, NoExecute ones included: what a return to service removes. */
+  private ourTaints(node?: NodeStatus): TaintSpec[] {
+    return [
+      MAINTENANCE_TAINT,
+      ...(this.cr.spec.options?.taints ?? []),
+      ...(node?.initialState?.inheritedTaints ?? []),
+    ];
+  }
+
+  /** The taints of the cordon: NoExecute ones wait until noma's own drain is done. */
+  private cordonTaints(): TaintSpec[] {
+    return [
+      MAINTENANCE_TAINT,
+      ...(this.cr.spec.options?.taints ?? []).filter((t) => !isNoExecute(t)),
+    ];
+  }
+
+  private claim(phase: string): Claim {
+    return { maintenance: this.key, uid: this.uid, phase };
   }
 
   private async execute(): Promise<void> {
     const phaseBefore = this.status.phase;
+    await this.deps.ready();
     if (this.status.observedNodes === undefined) {
       if (this.status.phase === 'Failed') return;
       const ok = await this.select();
       if (!ok) return;
     }
-    const names = (this.status.nodes ?? []).map((n) => n.name);
-    await Promise.all(names.map((n) => this.runNode(n)));
+    this.queueRequests();
+    for (const n of this.status.nodes ?? []) this.startNode(n.name);
+    while (this.tasks.size > 0) await Promise.all(this.tasks.values());
     await this.deps.store.flush();
     // Only when it ends in this process: a restart must not announce old results again.
     const phase = this.status.phase;
@@ -182,6 +267,14 @@ export class MaintenanceRun {
     }
   }
 
+  /** One task per node; a node whose task is running is not started twice. */
+  private startNode(name: string): void {
+    if (this.tasks.has(name) || this.abort.signal.aborted) return;
+    const task = this.runNode(name).finally(() => {
+      this.tasks.delete(name);
+    });
+    this.tasks.set(name, task);
+  }
   /** Resolves the selector once and freezes the result; refusals fail the maintenance. */
   private async select(): Promise<boolean> {
     const spec = this.cr.spec;
@@ -282,9 +375,9 @@ export class MaintenanceRun {
       if (signal.aborted) return;
       const node = this.node(name);
       const step = nextStep(node, this.cr.spec);
+      if (step.kind === 'terminal') return;
+      if (this.startsNewStep(node, step) && (await this.waitWhileHeld(name, signal))) continue;
       switch (step.kind) {
-        case 'terminal':
-          return;
         case 'admit':
           await this.admit(name, signal);
           break;
@@ -295,9 +388,7 @@ export class MaintenanceRun {
           await this.drainNode(name, signal);
           break;
         case 'finish':
-          await this.setNode(name, transition(node, 'Succeeded', this.deps.now()));
-          this.event('Normal', 'NodeSucceeded', 'maintenance of the node finished', name);
-          this.deps.fleet.notifyChanged();
+          await this.finishNode(name, {});
           break;
         case 'action':
           await this.runAction(name, step.index, signal);
@@ -306,7 +397,72 @@ export class MaintenanceRun {
     }
   }
 
-  /** Stops this node where it is (it stays cordoned), saying why in status and an Event. */
+  /**
+   * Whether `step` begins something new (and so waits while the maintenance is paused or
+   * halted). A drain under way and a dispatched action finish; admission checks on its own.
+   */
+  private startsNewStep(node: NodeStatus, step: Step): boolean {
+    switch (step.kind) {
+      case 'cordon':
+        return true;
+      case 'drain':
+        return node.phase !== 'Draining';
+      case 'action':
+        return !(node.phase === 'InAction' && node.actionID !== undefined);
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * Waits while the maintenance is paused or halted, the reason in the node's message.
+   * Returns whether it waited (the caller looks at the node again: it may have been restored).
+   */
+  private async waitWhileHeld(name: string, signal: AbortSignal): Promise<boolean> {
+    let waited = false;
+    for (;;) {
+      const reason = this.holdFor(name);
+      if (reason === undefined || signal.aborted) break;
+      waited = true;
+      const node = this.node(name);
+      if (isTerminal(node)) break;
+      const message = `waiting: ${reason}`;
+      if (node.message !== message) await this.setNode(name, { ...node, message }, true);
+      await this.waitForChange(signal);
+    }
+    if (waited && !signal.aborted) this.announceResumed();
+    return waited;
+  }
+
+  /** Pause holds every node; the failure budget holds all but nodes retried on request. */
+  private holdFor(name: string): string | undefined {
+    const reason = holdReason(this.deps.store.nodes(), this.cr.spec);
+    if (reason === undefined) return undefined;
+    if (this.retrying.has(name) && this.cr.spec.paused !== true) return undefined;
+    return reason;
+  }
+
+  /** A new version of the object, capacity freed somewhere, or 2 s. */
+  private async waitForChange(signal: AbortSignal): Promise<void> {
+    const ac = new AbortController();
+    const both = AbortSignal.any([signal, ac.signal]);
+    await Promise.race([
+      this.deps.fleet.changed(2_000, both),
+      once(this.versions, 'update', { signal: both }).catch(() => undefined),
+    ]);
+    ac.abort();
+  }
+
+  private announceResumed(): void {
+    if (!this.haltAnnounced || isHalted(this.deps.store.nodes(), this.cr.spec)) return;
+    this.haltAnnounced = false;
+    this.event('Normal', 'Resumed', 'failure budget no longer exceeded: nodes go on');
+  }
+
+  /**
+   * Stops this node where it is (it stays cordoned and keeps its slot), saying why in status
+   * and an Event; halts the maintenance when the failure budget is spent.
+   */
   private async failNode(
     name: string,
     reason: string,
@@ -315,84 +471,175 @@ export class MaintenanceRun {
   ): Promise<void> {
     const { job: _job, ...node } = this.node(name);
     const failed = transition(node, 'Failed', this.deps.now(), { ...fields, message });
+    this.retrying.delete(name);
     await this.setNode(name, failed);
     this.event('Warning', reason, message, name);
+    if (node.initialState !== undefined) {
+      await this.deps.nodes.updateClaim(name, this.claim('Failed')).catch((err: unknown) => {
+        this.log.warn({ err, node: name }, 'could not mark the claim Failed');
+      });
+    }
+    this.announceHalt();
     this.deps.fleet.notifyChanged();
   }
 
-  /** Undoes what noma did to the node (Complete, or a deleted maintenance): see NodeOps.leave. */
+  /** Once per halt: an Event and, where a webhook is configured, a message. */
+  private announceHalt(): void {
+    const nodes = this.deps.store.nodes();
+    if (this.haltAnnounced || !isHalted(nodes, this.cr.spec)) return;
+    this.haltAnnounced = true;
+    const failed = nodes.filter((n) => n.phase === 'Failed');
+    const text =
+      `maintenance halted: ${failedSummary(failed)} (maxFailedNodes ` +
+      `${maxFailedNodes(this.cr.spec, nodes.length)}). No node starts until failed nodes ` +
+      `are restored (noma restore) or retried (noma retry), or the budget is raised.`;
+    this.event('Warning', 'FailureBudgetExceeded', text);
+    const channel = this.cr.spec.actions.find((a) => a.notify !== undefined)?.notify?.channel;
+    void this.deps.notifier
+      .send(
+        { channel: channel ?? 'noma', text: `[${this.cr.spec.linearTicket}] ${this.key}: ${text}` },
+        this.abort.signal,
+      )
+      .then((outcome) => {
+        if (!outcome.delivered && outcome.error !== 'no webhook configured') {
+          this.log.warn({ error: outcome.error }, 'halt notification not delivered');
+        }
+      })
+      .catch(() => undefined);
+  }
+
+  /** Undoes what noma did to the node (Complete, restore, deletion): see NodeOps.leave. */
   private returnNode(node: NodeStatus): Promise<void> {
     const initial = node.initialState;
     return this.deps.nodes.leave(
       node.name,
-      this.ourTaints(),
+      this.uid,
+      this.ourTaints(node),
       initial?.taints ?? [],
       initial?.unschedulable === false,
     );
   }
 
+  /** The node is done: its claim goes; without a return to service noma's marks say whose. */
+  private async finishNode(name: string, fields: Partial<NodeStatus>): Promise<void> {
+    const node = this.node(name);
+    const returned = this.cr.spec.actions.some(
+      (a) => a.type === 'Complete' || a.type === 'DeleteNode',
+    );
+    if (!returned && node.initialState !== undefined) {
+      const initial = node.initialState;
+      await this.deps.nodes.release(name, this.uid, {
+        maintenance: this.key,
+        uid: this.uid,
+        unschedulable: !initial.unschedulable,
+        taints: this.ourTaints(node).filter(
+          (t) => !(initial.taints ?? []).some((i) => sameTaint(i, t)),
+        ),
+      });
+    }
+    const { actionID: _id, message: _m, job: _j, attempt: _a, ...rest } = this.node(name);
+    await this.setNode(name, transition(rest, 'Succeeded', this.deps.now(), fields));
+    this.event('Normal', 'NodeSucceeded', 'maintenance of the node finished', name);
+    this.deps.fleet.notifyChanged();
+  }
+
+  private admissionFor(name: string) {
+    const mine = this.unavailableNodes();
+    mine.delete(name);
+    return admission({
+      hold: this.holdFor(name),
+      heldElsewhere: this.deps.fleet.heldElsewhere(this, name),
+      unavailableInThis: mine.size,
+      limitInThis: maxUnavailable(this.cr.spec, this.deps.store.nodes().length),
+      unavailableGlobally: this.deps.fleet.unavailableCount(name),
+      globalLimit: this.deps.globalLimit,
+    });
+  }
+
   private async admit(name: string, signal: AbortSignal): Promise<void> {
     for (;;) {
-      const total = this.deps.store.nodes().length;
+      if (signal.aborted || !notStarted(this.node(name))) return;
       // Check and reserve with no await in between: JavaScript runs this atomically with
       // respect to the other node tasks, so two nodes cannot take the same last slot.
-      const decision = admission({
-        activeInThis: this.activeNodes().length,
-        limitInThis: maxUnavailable(this.cr.spec, total),
-        activeGlobally: this.deps.fleet.activeCount(),
-        globalLimit: this.deps.globalLimit,
-        activeElsewhere: this.deps.fleet.activeElsewhere(this, name),
-      });
+      const decision = this.admissionFor(name);
       if (decision.admit) {
         this.reserved.add(name);
-        break;
+        try {
+          if (await this.recordInitialState(name)) return;
+        } finally {
+          this.reserved.delete(name);
+        }
+      } else {
+        const node = this.node(name);
+        const message = `waiting: ${decision.reason}`;
+        if (node.message !== message) await this.setNode(name, { ...node, message }, true);
       }
-      const node = this.node(name);
-      const message = `waiting: ${decision.reason}`;
-      if (node.message !== message) await this.setNode(name, { ...node, message }, true);
-      await this.deps.fleet.changed(2_000, signal);
-      if (signal.aborted) return;
+      await this.waitForChange(signal);
     }
-    try {
-      const live = await this.deps.nodes.read(name);
-      const node = this.node(name);
-      const now = this.deps.now();
-      if (live === undefined) {
-        await this.failNode(name, 'NodeFailed', 'node not found');
-        return;
+  }
+
+  /**
+   * Reads the node and records its initial state, unless another maintenance claims it (the
+   * claim on the Node survives restarts; the in-memory view may not have it yet). Returns
+   * false when the node must wait.
+   */
+  private async recordInitialState(name: string): Promise<boolean> {
+    const live = await this.deps.nodes.read(name);
+    if (!notStarted(this.node(name))) return true; // restored meanwhile
+    if (live === undefined) {
+      await this.failNode(name, 'NodeFailed', 'node not found');
+      return true;
+    }
+    const other = foreignClaim(live, this.uid);
+    if (other !== undefined) {
+      if (!(await this.deps.claimIsStale(other))) {
+        const message = `waiting: node is claimed by maintenance ${other.maintenance} (${other.phase})`;
+        const node = this.node(name);
+        if (node.message !== message) await this.setNode(name, { ...node, message }, true);
+        return false;
       }
-      this.admitted.set(name, live);
-      const { message: _waiting, ...rest } = node;
-      await this.setNode(name, {
-        ...rest,
-        startedAt: now.toISOString(),
-        initialState: {
-          unschedulable: live.spec?.unschedulable === true,
-          taints: (live.spec?.taints ?? []).map((t) => ({
-            key: t.key,
-            effect: t.effect,
-            ...(t.value === undefined ? {} : { value: t.value }),
-            ...(t.timeAdded === undefined
-              ? {}
-              : { timeAdded: new Date(t.timeAdded).toISOString() }),
-          })),
-        },
-      });
-    } finally {
-      this.reserved.delete(name);
+      this.log.warn({ node: name, claim: other }, 'taking over a stale claim');
+      this.staleClaims.add(other.uid);
     }
+    this.admitted.set(name, live);
+    const init = initialStateOf(live);
+    const { message: _waiting, ...rest } = this.node(name);
+    await this.setNode(name, {
+      ...rest,
+      startedAt: this.deps.now().toISOString(),
+      initialState: {
+        unschedulable: init.unschedulable,
+        taints: init.taints.map(taintRecord),
+        ...(init.inheritedTaints.length === 0
+          ? {}
+          : { inheritedTaints: init.inheritedTaints.map(taintRecord) }),
+      },
+    });
+    return true;
   }
 
   private async cordon(name: string): Promise<void> {
     const known = this.admitted.get(name);
     this.admitted.delete(name);
-    await this.deps.nodes.enter(
-      name,
-      this.ourTaints(),
-      maintenanceLabelValue(this.cr.metadata.name ?? ''),
-      this.key,
-      known,
-    );
+    try {
+      await this.deps.nodes.enter(
+        name,
+        {
+          taints: this.cordonTaints(),
+          label: maintenanceLabelValue(this.cr.metadata.name ?? ''),
+          owner: this.key,
+          claim: this.claim('Cordoned'),
+          takeOver: (c) => this.staleClaims.has(c.uid),
+        },
+        known,
+      );
+    } catch (err) {
+      if (!(err instanceof ClaimedElsewhereError)) throw err;
+      // Another maintenance claimed the node between our read and our write (or before a
+      // restart): nothing was changed, so forget the admission and wait for the node.
+      await this.setNode(name, { name, phase: 'Pending', message: `waiting: ${err.message}` });
+      return;
+    }
     // Not awaited (coalesced): cordon and drain are idempotent, so a coordinator that dies
     // before this is written cordons and drains again from the recorded initial state. Only
     // what a restart could not redo safely waits for its write (the initial state before the
@@ -402,15 +649,60 @@ export class MaintenanceRun {
     this.event('Normal', 'Cordoned', 'cordoned and tainted', name);
   }
 
-  private async drainNode(name: string, signal: AbortSignal): Promise<void> {
+  /** Which pods the first drain ends: all of them when a NoExecute taint would end them next. */
+  private firstDrainScope(): DrainScope {
     const opts = this.cr.spec.options ?? {};
+    return opts.drainNonGpuPods === true || (opts.taints ?? []).some(isNoExecute)
+      ? 'AllPods'
+      : 'GPUPods';
+  }
+
+  private async drainNode(name: string, signal: AbortSignal): Promise<void> {
     let node = this.node(name);
+    const scope = this.firstDrainScope();
     if (node.phase !== 'Draining') {
       node = transition(node, 'Draining', this.deps.now(), {
-        drain: { total: 0, evicted: 0, pending: 0 },
+        drain: { total: 0, evicted: 0, pending: 0, scope },
       });
       await this.setNode(name, node, true); // a restart drains again (see cordon)
     }
+    const result = await this.drainPods(name, scope, signal);
+    if (signal.aborted || result === undefined) return;
+    const now = this.deps.now();
+    if (!result.ok) {
+      await this.failNode(name, 'DrainFailed', result.reason, {
+        drain: { ...result.progress, scope },
+      });
+      return;
+    }
+    // Only now: the taint-eviction controller would end pods around their PDBs.
+    const noExecute = (this.cr.spec.options?.taints ?? []).filter(isNoExecute);
+    if (noExecute.length > 0) await this.deps.nodes.addTaints(name, noExecute);
+    const { message: _m, ...rest } = this.node(name);
+    // The next step's own write (the action ID, or the node's end) carries this one.
+    await this.setNode(
+      name,
+      transition(rest, 'Drained', now, { drain: { ...result.progress, scope } }),
+      true,
+    );
+    this.event(
+      'Normal',
+      'Drained',
+      `drained (${scope}): ${result.progress.evicted} pods evicted`,
+      name,
+    );
+  }
+
+  /**
+   * Runs the drain engine for `scope`, with progress into status.nodes[].drain and an Event per
+   * new blocker. Undefined when aborted.
+   */
+  private async drainPods(
+    name: string,
+    scope: DrainScope,
+    signal: AbortSignal,
+  ): Promise<DrainOutcome | undefined> {
+    const opts = this.cr.spec.options ?? {};
     const onProgress = (p: DrainProgress) => {
       const blocker = p.blockedBy
         ? `${p.blockedBy.kind} ${p.blockedBy.namespace ?? ''}/${p.blockedBy.name}`
@@ -426,8 +718,9 @@ export class MaintenanceRun {
       this.blockedBy.set(name, blocker);
       // A drain resumed after a restart sees only the pods still there; keep the first total.
       const before = this.node(name).drain;
-      const total = Math.max(before?.total ?? 0, p.total);
-      const drain = { ...p, total, evicted: total - p.pending };
+      const sameScope = before?.scope === scope;
+      const total = Math.max(sameScope ? before.total : 0, p.total);
+      const drain = { ...p, total, evicted: total - p.pending, scope };
       void this.setNode(name, { ...this.node(name), drain }, true);
     };
     const timeoutMs =
@@ -437,7 +730,7 @@ export class MaintenanceRun {
     const result = await this.drainWithRetry(
       name,
       {
-        drainNonGpuPods: opts.drainNonGpuPods === true,
+        drainNonGpuPods: scope === 'AllPods',
         deleteEmptyDirData: opts.deleteEmptyDirData === true,
         evictUnmanagedPods: opts.evictUnmanagedPods === true,
         forceDrain: opts.forceDrain === true,
@@ -447,16 +740,7 @@ export class MaintenanceRun {
       onProgress,
       signal,
     );
-    if (signal.aborted) return;
-    const now = this.deps.now();
-    if (result.ok) {
-      const { message: _m, ...rest } = this.node(name);
-      // The next step's own write (the action ID, or the node's end) carries this one.
-      await this.setNode(name, transition(rest, 'Drained', now, { drain: result.progress }), true);
-      this.event('Normal', 'Drained', `drained: ${result.progress.evicted} pods evicted`, name);
-    } else {
-      await this.failNode(name, 'DrainFailed', result.reason, { drain: result.progress });
-    }
+    return signal.aborted ? undefined : result;
   }
 
   /**
@@ -476,143 +760,195 @@ export class MaintenanceRun {
     }
   }
 
+  /**
+   * Reboot and DeleteNode end every pod on the node: before them the pods the first drain left
+   * (drainNonGpuPods false) go through the Eviction API too, so none loses its PDB's
+   * protection. Returns false when the node failed or the run stopped.
+   */
+  private async drainBeforeEnd(name: string, index: number, signal: AbortSignal): Promise<boolean> {
+    const node = this.node(name);
+    if (node.drain?.scope === 'AllPods' || node.actionID !== undefined) return true;
+    const result = await this.drainPods(name, 'AllPods', signal);
+    if (result === undefined) return false;
+    const drain = { ...result.progress, scope: 'AllPods' as const };
+    if (!result.ok) {
+      await this.failNode(name, 'DrainFailed', result.reason, {
+        drain,
+        currentActionIndex: index,
+      });
+      return false;
+    }
+    await this.setNode(name, { ...this.node(name), drain }, true);
+    this.event(
+      'Normal',
+      'Drained',
+      `drained (AllPods): ${result.progress.evicted} pods evicted`,
+      name,
+    );
+    return true;
+  }
+
+  /**
+   * Records the start of spec.actions[index] (its ID before anything is sent) unless it is
+   * already in flight, then hands it to the handler of its type.
+   */
   private async runAction(name: string, index: number, signal: AbortSignal): Promise<void> {
     const action = this.cr.spec.actions[index];
     if (action === undefined) return;
+    if (
+      (action.type === 'Reboot' || action.type === 'DeleteNode') &&
+      !(await this.drainBeforeEnd(name, index, signal))
+    ) {
+      return;
+    }
     let node = this.node(name);
     if (
       node.phase !== 'InAction' ||
       node.currentActionIndex !== index ||
       node.actionID === undefined
     ) {
-      const attempt = 1;
-      // Read before the reboot is sent and kept in status: "the node came back" means a bootID
-      // other than this one, also for a coordinator restarted mid-reboot.
-      const bootID =
-        action.type === 'Reboot'
-          ? (await this.deps.nodes.read(name))?.status?.nodeInfo?.bootID
-          : undefined;
-      // The ID is in status before anything is sent: a restarted coordinator re-sends the same
-      // ID, and the agent's ledger makes the second send return the first result.
-      const { message: _m, job: _j, ...previous } = node;
-      node = transition(previous, 'InAction', this.deps.now(), {
-        currentActionIndex: index,
-        currentActionType: action.type,
-        actionID: actionId(this.uid, name, index, attempt),
-        attempt,
-        ...(bootID === undefined ? {} : { bootIDBeforeReboot: bootID }),
-      });
-      await this.setNode(name, node);
-      this.event(
-        'Normal',
-        'ActionStarted',
-        `action ${index} (${action.name ?? action.type}) started`,
-        name,
-      );
+      node = await this.recordActionStart(name, index, action);
     }
-    const id = node.actionID ?? '';
-    const done = async (fields: Partial<NodeStatus>) => {
-      const current = this.node(name);
-      const last = index + 1 >= this.cr.spec.actions.length || action.type === 'DeleteNode';
-      const { actionID: _id, message: _m, job: _j, ...rest } = current;
-      const next = last
-        ? transition(rest, 'Succeeded', this.deps.now(), fields)
-        : transition(rest, 'InAction', this.deps.now(), {
-            ...fields,
-            currentActionIndex: index + 1,
-            currentActionType: this.cr.spec.actions[index + 1]?.type ?? '',
-          });
-      await this.setNode(name, next);
-      this.event(
-        'Normal',
-        'ActionSucceeded',
-        `action ${index} (${action.name ?? action.type}) succeeded` +
-          (fields.message === undefined ? '' : `: ${fields.message}`),
-        name,
-      );
-      if (last) {
-        this.event('Normal', 'NodeSucceeded', 'maintenance of the node finished', name);
-        this.deps.fleet.notifyChanged();
-      }
-    };
+    this.retrying.delete(name);
+    const step: ActionStep = { name, index, action, node, signal };
+    await this.handlers[action.type](step);
+  }
 
-    switch (action.type) {
-      case 'Complete': {
-        await this.returnNode(node);
-        await done({});
-        return;
-      }
-      case 'DeleteNode':
-        await this.deps.nodes.remove(name);
-        await done({});
-        return;
-      case 'Notify': {
-        const msg = action.notify;
-        if (msg === undefined) throw new Error('Notify action without notify body');
-        const outcome = await this.deps.notifier.send(
-          { channel: msg.channel, text: `[${this.cr.spec.linearTicket}] ${name}: ${msg.message}` },
-          signal,
-        );
-        this.event(
-          outcome.delivered ? 'Normal' : 'Warning',
-          outcome.delivered ? 'Notified' : 'NotifyFailed',
-          outcome.delivered ? `${msg.channel}: ${msg.message}` : `${msg.channel}: ${outcome.error}`,
-          name,
-        );
-        if (!outcome.delivered) {
-          // Visible on the maintenance until a later Notify gets through.
-          const now = this.deps.now();
-          await this.deps.store.commit((s) => ({
-            ...s,
-            conditions: setCondition(
-              s.conditions,
-              {
-                type: 'NotificationsDelivered',
-                status: 'False',
-                reason: 'WebhookFailed',
-                message: `${name}: notify to ${msg.channel} failed: ${outcome.error}`,
-              },
-              now,
-            ),
-          }));
-        }
-        await done({});
-        return;
-      }
-      default:
-        break;
+  private async recordActionStart(
+    name: string,
+    index: number,
+    action: Action,
+  ): Promise<NodeStatus> {
+    const node = this.node(name);
+    // A retried step carries its next attempt number in from the retry request.
+    const attempt = node.currentActionIndex === index ? (node.attempt ?? 1) : 1;
+    // Read before the reboot is sent and kept in status: "the node came back" means a bootID
+    // other than this one, also for a coordinator restarted mid-reboot.
+    const bootID =
+      action.type === 'Reboot'
+        ? (await this.deps.nodes.read(name))?.status?.nodeInfo?.bootID
+        : undefined;
+    // The ID is in status before anything is sent: a restarted coordinator re-sends the same
+    // ID, and the agent's ledger makes the second send return the first result.
+    const { message: _m, job: _j, bootIDBeforeReboot: _b, ...previous } = node;
+    const next = transition(previous, 'InAction', this.deps.now(), {
+      currentActionIndex: index,
+      currentActionType: action.type,
+      actionID: actionId(this.uid, name, index, attempt),
+      attempt,
+      ...(bootID === undefined ? {} : { bootIDBeforeReboot: bootID }),
+    });
+    await this.setNode(name, next);
+    this.event(
+      'Normal',
+      'ActionStarted',
+      `action ${index} (${action.name ?? action.type})${attempt > 1 ? `, attempt ${attempt},` : ''} started`,
+      name,
+    );
+    return next;
+  }
+
+  /** One handler per action type. */
+  private readonly handlers: Record<Action['type'], (step: ActionStep) => Promise<void>> = {
+    Complete: (step) => this.completeStep(step),
+    DeleteNode: (step) => this.deleteNodeStep(step),
+    Notify: (step) => this.notifyStep(step),
+    Script: (step) => this.nodeLocalStep(step),
+    Run: (step) => this.nodeLocalStep(step),
+    Reboot: (step) => this.nodeLocalStep(step),
+    InteractiveShell: (step) => this.nodeLocalStep(step),
+  };
+
+  /** The step succeeded: on to the next one, or the node is finished. */
+  private async actionSucceeded(step: ActionStep, fields: Partial<NodeStatus>): Promise<void> {
+    const { name, index, action } = step;
+    const last = index + 1 >= this.cr.spec.actions.length || action.type === 'DeleteNode';
+    this.event(
+      'Normal',
+      'ActionSucceeded',
+      `action ${index} (${action.name ?? action.type}) succeeded` +
+        (fields.message === undefined ? '' : `: ${fields.message}`),
+      name,
+    );
+    if (last) {
+      await this.finishNode(name, fields);
+      return;
     }
-    if (!NODE_LOCAL_ACTIONS.has(action.type)) throw new Error(`unknown action ${action.type}`);
-    // A job (the step's pod) is committed before the wait for it; messages are progress.
-    const report = async (p: ActionProgress): Promise<void> => {
-      const current = this.node(name);
-      if (signal.aborted || current.actionID !== id) return;
-      const next = {
-        ...current,
-        ...(p.job === undefined ? {} : { job: p.job }),
-        ...(p.message === undefined ? {} : { message: p.message }),
-      };
-      if (p.job !== undefined) await this.setNode(name, next);
-      else if (p.message !== current.message) await this.setNode(name, next, true);
-    };
+    const { actionID: _id, message: _m, job: _j, attempt: _a, ...rest } = this.node(name);
+    await this.setNode(
+      name,
+      transition(rest, 'InAction', this.deps.now(), {
+        ...fields,
+        currentActionIndex: index + 1,
+        currentActionType: this.cr.spec.actions[index + 1]?.type ?? '',
+      }),
+    );
+  }
+
+  private async completeStep(step: ActionStep): Promise<void> {
+    await this.returnNode(step.node);
+    await this.actionSucceeded(step, {});
+  }
+
+  private async deleteNodeStep(step: ActionStep): Promise<void> {
+    await this.deps.nodes.remove(step.name);
+    await this.actionSucceeded(step, {});
+  }
+
+  private async notifyStep(step: ActionStep): Promise<void> {
+    const { name, signal } = step;
+    const msg = step.action.notify;
+    if (msg === undefined) throw new Error('Notify action without notify body');
+    const outcome = await this.deps.notifier.send(
+      { channel: msg.channel, text: `[${this.cr.spec.linearTicket}] ${name}: ${msg.message}` },
+      signal,
+    );
+    this.event(
+      outcome.delivered ? 'Normal' : 'Warning',
+      outcome.delivered ? 'Notified' : 'NotifyFailed',
+      outcome.delivered ? `${msg.channel}: ${msg.message}` : `${msg.channel}: ${outcome.error}`,
+      name,
+    );
+    if (!outcome.delivered) {
+      // Visible on the maintenance until a later Notify gets through.
+      const now = this.deps.now();
+      await this.deps.store.commit((s) => ({
+        ...s,
+        conditions: setCondition(
+          s.conditions,
+          {
+            type: 'NotificationsDelivered',
+            status: 'False',
+            reason: 'WebhookFailed',
+            message: `${name}: notify to ${msg.channel} failed: ${outcome.error}`.slice(0, 4096),
+          },
+          now,
+        ),
+      }));
+    }
+    await this.actionSucceeded(step, {});
+  }
+
+  /** Script, Run, Reboot, InteractiveShell: through the dispatcher (agent link or a pod). */
+  private async nodeLocalStep(step: ActionStep): Promise<void> {
+    const { name, index, action, signal } = step;
+    const id = step.node.actionID ?? '';
     for (;;) {
-      const { job } = this.node(name);
+      const { job, bootIDBeforeReboot } = this.node(name);
       const outcome = await this.deps.dispatcher.run({
         actionId: id,
         node: name,
         index,
         action,
         signal,
-        ...(node.bootIDBeforeReboot === undefined
-          ? {}
-          : { bootIDBeforeReboot: node.bootIDBeforeReboot }),
+        ...(bootIDBeforeReboot === undefined ? {} : { bootIDBeforeReboot }),
         ...(job === undefined ? {} : { job }),
         maintenance: {
           namespace: this.cr.metadata.namespace ?? '',
           name: this.cr.metadata.name ?? '',
           uid: this.uid,
         },
-        report,
+        report: (p) => this.reportProgress(name, id, p, signal),
         annotations: () => this.cr.metadata.annotations ?? {},
         maintenanceChanged: (s) =>
           once(this.versions, 'update', { signal: s }).then(
@@ -622,16 +958,7 @@ export class MaintenanceRun {
       });
       if (signal.aborted) return;
       if (outcome.kind === 'unavailable') {
-        const current = this.node(name);
-        if (current.message !== outcome.message) {
-          await this.setNode(name, { ...current, message: outcome.message });
-          this.event('Warning', outcome.reason ?? 'WaitingForAgent', outcome.message, name);
-        }
-        const aborted = await sleep(this.deps.agentRetryMs, undefined, { signal }).then(
-          () => false,
-          () => true,
-        );
-        if (aborted) return;
+        if (!(await this.waitForAgent(name, outcome, signal))) return;
         continue;
       }
       const fields: Partial<NodeStatus> = {
@@ -639,7 +966,8 @@ export class MaintenanceRun {
         ...(outcome.outputTail === undefined ? {} : { outputTail: outcome.outputTail }),
       };
       if (outcome.kind === 'succeeded') {
-        await done(
+        await this.actionSucceeded(
+          step,
           outcome.message === undefined ? fields : { ...fields, message: outcome.message },
         );
       } else {
@@ -650,14 +978,131 @@ export class MaintenanceRun {
     }
   }
 
+  /** A job (the step's pod) is committed before the wait for it; messages are progress. */
+  private async reportProgress(
+    name: string,
+    id: string,
+    p: ActionProgress,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const current = this.node(name);
+    if (signal.aborted || current.actionID !== id) return;
+    const next = {
+      ...current,
+      ...(p.job === undefined ? {} : { job: p.job }),
+      ...(p.message === undefined ? {} : { message: p.message }),
+    };
+    if (p.job !== undefined) await this.setNode(name, next);
+    else if (p.message !== current.message) await this.setNode(name, next, true);
+  }
+
+  /** Says why the step cannot run now and waits; false when the run stopped meanwhile. */
+  private async waitForAgent(
+    name: string,
+    outcome: { message: string; reason?: string },
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const current = this.node(name);
+    if (current.message !== outcome.message) {
+      await this.setNode(name, { ...current, message: outcome.message });
+      this.event('Warning', outcome.reason ?? 'WaitingForAgent', outcome.message, name);
+    }
+    return sleep(this.deps.agentRetryMs, undefined, { signal }).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  // ---- restore and retry, on request ---------------------------------------------------------
+
+  private queueRequests(): void {
+    this.requests = this.requests
+      .then(() => this.handleRequests())
+      .catch((err: unknown) => {
+        // The annotation stays: the next version of the object (or the resync) tries again.
+        this.log.warn({ err }, 'restore/retry requests not handled; will retry');
+      });
+  }
+
+  /** Acts on the restore/retry annotations, then removes the entries it decided on. */
+  private async handleRequests(): Promise<void> {
+    if (this.abort.signal.aborted || this.status.observedNodes === undefined) return;
+    const annotations = this.cr.metadata.annotations ?? {};
+    const restore = parseNodeList(annotations[RESTORE_ANNOTATION]);
+    const retry = parseNodeList(annotations[RETRY_ANNOTATION]);
+    if (restore.length === 0 && retry.length === 0) return;
+    const plan = planRequests(this.deps.store.nodes(), restore, retry);
+    for (const name of plan.restore) await this.restoreNode(name);
+    for (const name of plan.retry) await this.retryNode(name);
+    for (const r of plan.refused) {
+      this.event('Warning', 'RequestRefused', `${r.request} of ${r.node} refused: ${r.reason}`);
+    }
+    await this.deps.clearRequests({ restore: plan.doneRestore, retry: plan.doneRetry });
+    this.deps.fleet.notifyChanged();
+  }
+
+  /** A failed node back to its initial state, or a node not started yet taken out: Restored. */
+  private async restoreNode(name: string): Promise<void> {
+    const node = this.node(name);
+    if (node.phase === 'Failed') await this.returnNode(node);
+    const { job: _job, ...rest } = this.node(name);
+    await this.setNode(
+      name,
+      transition(rest, 'Restored', this.deps.now(), {
+        message:
+          node.phase === 'Failed'
+            ? 'restored on request: returned to its initial state'
+            : 'restored on request before it started: left untouched',
+      }),
+    );
+    this.event('Normal', 'NodeRestored', 'restored on request', name);
+  }
+
   /**
-   * The NodeMaintenance is being deleted: stop, and return every node that is not finished to
-   * the state it had before (finished nodes keep their final state).
+   * A failed node goes again from its failed step (next attempt number), after cordon and drain
+   * are checked again; steps that succeeded are not run again.
+   */
+  private async retryNode(name: string): Promise<void> {
+    const node = this.node(name);
+    const {
+      actionID: _id,
+      job: _job,
+      completedAt: _c,
+      lastExitCode: _e,
+      bootIDBeforeReboot: _b,
+      ...rest
+    } = node;
+    const stepIndex = node.currentActionIndex;
+    const attempt = stepIndex === undefined ? undefined : (node.attempt ?? 1) + 1;
+    const what =
+      stepIndex === undefined ? 'from its drain' : `from step ${stepIndex} (attempt ${attempt})`;
+    await this.setNode(
+      name,
+      transition(rest, 'Pending', this.deps.now(), {
+        message: `retry requested: runs again ${what}`,
+        ...(attempt === undefined ? {} : { attempt }),
+      }),
+    );
+    this.retrying.add(name);
+    this.event('Normal', 'NodeRetried', `retry requested: runs again ${what}`, name);
+    if (this.tasks.size === 0 && this.done !== undefined) {
+      // The run had ended (every node finished): it goes on for this node.
+      this.done = this.execute().catch((err: unknown) => {
+        if (!this.abort.signal.aborted) this.log.error({ err }, 'maintenance run crashed');
+      });
+    } else {
+      this.startNode(name);
+    }
+  }
+
+  /**
+   * The NodeMaintenance is being deleted: stop, and return every node noma holds (in flight or
+   * failed) to the state it had before; finished nodes keep their final state.
    */
   async cancel(): Promise<void> {
     await this.stop();
     for (const n of this.status.nodes ?? []) {
-      if (!isActive(n)) continue;
+      if (!isHeld(n)) continue;
       await this.returnNode(n);
       const { job: _job, ...rest } = n;
       await this.setNode(
@@ -674,4 +1119,26 @@ export class MaintenanceRun {
     await this.deps.store.flush();
     this.deps.fleet.notifyChanged();
   }
+}
+
+type DrainScope = NonNullable<NonNullable<NodeStatus['drain']>['scope']>;
+
+interface ActionStep {
+  readonly name: string;
+  readonly index: number;
+  readonly action: Action;
+  /** The node's entry as the step started (its action ID recorded). */
+  readonly node: NodeStatus;
+  readonly signal: AbortSignal;
+}
+
+function taintRecord(
+  t: TaintSpec & Pick<V1Taint, 'timeAdded'>,
+): NonNullable<NonNullable<NodeStatus['initialState']>['taints']>[number] {
+  return {
+    key: t.key,
+    effect: t.effect,
+    ...(t.value === undefined ? {} : { value: t.value }),
+    ...(t.timeAdded === undefined ? {} : { timeAdded: new Date(t.timeAdded).toISOString() }),
+  };
 }

@@ -1,12 +1,23 @@
-import { describe, expect, it } from 'vitest';
-import type { NodeMaintenance, NodeStatus } from '../../shared/api/index.js';
+import { ApiException } from '@kubernetes/client-node';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  NODE_MESSAGE_MAX_BYTES,
+  type Condition,
+  type NodeMaintenance,
+  type NodeMaintenanceStatus,
+  type NodeStatus,
+} from '../../shared/api/index.js';
 import { createLogger } from '../../shared/log.js';
 import { STATUS_TAIL_BYTES } from '../../shared/protocol.js';
 import {
+  compactNode,
   compactStatus,
   createStatusStore,
+  headBytes,
   STATUS_TAILS_BUDGET_BYTES,
   tailLimit,
+  TRIMMED_TEXT_BYTES,
+  WRITABLE_CONDITION,
   type StatusWriter,
 } from './status-store.js';
 
@@ -157,5 +168,264 @@ describe('createStatusStore', () => {
     expect(s.node('gpu-0001')?.message).toBe('waiting');
     await new Promise((r) => setTimeout(r, 30));
     expect(patches).toHaveLength(1);
+  });
+});
+
+describe('headBytes', () => {
+  it.each([
+    ['short', 10, 'short'],
+    ['abcdefghij', 10, 'abcdefghij'],
+    ['abcdefghijk', 10, 'abcdefg…'],
+    // é is 2 bytes: 7 bytes left for text hold 3 of them, not 3.5.
+    ['ééééééé', 10, 'ééé…'],
+    // 🙂 is 4 bytes: never half of one.
+    ['🙂🙂🙂', 10, '🙂…'],
+    ['🙂🙂🙂', 6, '…'],
+  ])('%j in %d bytes is %j', (text, max, want) => {
+    const out = headBytes(text, max);
+    expect(out).toBe(want);
+    expect(Buffer.byteLength(out)).toBeLessThanOrEqual(max);
+    expect(out).not.toContain('\uFFFD');
+  });
+});
+
+describe('compactNode message', () => {
+  it('keeps a message of up to 1 KiB as it is', () => {
+    const message = 'x'.repeat(NODE_MESSAGE_MAX_BYTES);
+    expect(compactNode(node(1, { message }), 4096).message).toBe(message);
+  });
+
+  it.each([
+    ['ASCII', 'drain failed: '.padEnd(5_000, 'x')],
+    ['2-byte UTF-8', 'é'.repeat(3_000)],
+    ['4-byte UTF-8', `x${'🙂'.repeat(2_000)}`],
+  ])('cuts a longer one (%s) to 1 KiB at a character boundary, keeping its start', (_, message) => {
+    const out = compactNode(node(1, { message }), 4096).message ?? '';
+    expect(Buffer.byteLength(out)).toBeLessThanOrEqual(NODE_MESSAGE_MAX_BYTES);
+    expect(Buffer.byteLength(out)).toBeGreaterThan(NODE_MESSAGE_MAX_BYTES - 8);
+    expect(out.endsWith('…')).toBe(true);
+    expect(message.startsWith(out.slice(0, -1))).toBe(true);
+    expect(out).not.toContain('\uFFFD');
+  });
+
+  it('applies to the nodes of an initial status and to setNode', async () => {
+    const long = 'y'.repeat(10_000);
+    const patches: Record<string, unknown>[] = [];
+    const s = createStatusStore({
+      initial: { nodes: [node(1, { phase: 'Failed', message: long }), node(2)] },
+      cr: () => refusedCr,
+      write: (p) => {
+        patches.push(p);
+        return Promise.resolve();
+      },
+      log: createLogger('test', 'silent'),
+      now: () => new Date(),
+      intervalMs: 10,
+    });
+    expect(Buffer.byteLength(s.node('gpu-0001')?.message ?? '')).toBe(NODE_MESSAGE_MAX_BYTES);
+    await s.setNode(node(2, { phase: 'Failed', message: long }), false);
+    const written = patches.at(-1)?.['nodes'] as NodeStatus[];
+    for (const n of written) {
+      expect(Buffer.byteLength(n.message ?? '')).toBeLessThanOrEqual(NODE_MESSAGE_MAX_BYTES);
+    }
+  });
+});
+
+const refusedCr = {
+  apiVersion: 'noma.dev/v1alpha1',
+  kind: 'NodeMaintenance',
+  metadata: { name: 'm', namespace: 'ops', generation: 1 },
+  spec: { operationName: 'op', linearTicket: 'ENG-1', nodeSelector: 'a=b', actions: [] },
+} as const satisfies NodeMaintenance;
+
+/** An error as client-node throws it for an answer of `code`, with a metav1.Status body. */
+function apiError(code: number, reason: string, message: string): ApiException<string> {
+  const body = JSON.stringify({ kind: 'Status', status: 'Failure', code, reason, message });
+  return new ApiException(code, 'refused', body, {});
+}
+
+const networkError = (): Error =>
+  Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' });
+
+/** A writer that answers each call with the next of `answers` (an error), then accepts. */
+function scriptedWriter(answers: readonly Error[]) {
+  const patches: Record<string, unknown>[] = [];
+  const write: StatusWriter = (patch) => {
+    const answer = answers[patches.length];
+    patches.push(structuredClone(patch));
+    return answer === undefined ? Promise.resolve() : Promise.reject(answer);
+  };
+  return { patches, write };
+}
+
+const writable = (p: Record<string, unknown> | undefined): Condition | undefined =>
+  (p?.['conditions'] as Condition[] | undefined)?.find((c) => c.type === WRITABLE_CONDITION);
+
+describe('createStatusStore when the API server refuses a write', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const failedNode = (i: number) =>
+    node(i, {
+      phase: 'Failed',
+      message: `step 1 failed: ${'m'.repeat(900)}`,
+      outputTail: 'o'.repeat(2_000),
+      drain: {
+        total: 1,
+        evicted: 0,
+        pending: 1,
+        blockedBy: { kind: 'PodDisruptionBudget', name: 'pdb', message: 'b'.repeat(900) },
+      },
+    });
+
+  const store = (write: StatusWriter, initial: NodeMaintenanceStatus = {}) =>
+    createStatusStore({
+      initial: {
+        nodes: [node(1, { phase: 'Pending' }), node(2, { phase: 'Pending' })],
+        ...initial,
+      },
+      cr: () => refusedCr,
+      write,
+      log: createLogger('test', 'silent'),
+      now: () => new Date('2026-11-21T00:00:00Z'),
+      intervalMs: 10,
+    });
+
+  it.each([
+    [422, 'Invalid'],
+    [413, 'RequestEntityTooLarge'],
+    [400, 'BadRequest'],
+    [403, 'Forbidden'],
+  ])(
+    'answered %d: writes it once more, trimmed, with StatusWritable=False',
+    async (code, reason) => {
+      const w = scriptedWriter([apiError(code, reason, 'status.nodes[0].message: Too long')]);
+      const s = store(w.write);
+      await s.setNode(failedNode(1), false);
+      expect(w.patches).toHaveLength(2);
+      expect((w.patches[0]?.['nodes'] as NodeStatus[])[0]?.outputTail).toBeDefined();
+      const trimmed = (w.patches[1]?.['nodes'] as NodeStatus[])[0];
+      expect(trimmed?.outputTail).toBeUndefined();
+      expect(trimmed?.phase).toBe('Failed');
+      expect(Buffer.byteLength(trimmed?.message ?? '')).toBeLessThanOrEqual(TRIMMED_TEXT_BYTES);
+      expect(Buffer.byteLength(trimmed?.drain?.blockedBy?.message ?? '')).toBeLessThanOrEqual(
+        TRIMMED_TEXT_BYTES,
+      );
+      expect(writable(w.patches[1])).toMatchObject({
+        status: 'False',
+        reason: 'StatusWriteRefused',
+      });
+      expect(writable(w.patches[1])?.message).toContain(`${code} ${reason}`);
+      expect(writable(w.patches[1])?.message).toContain('status.nodes[0].message: Too long');
+      expect(s.refused).toBe(0);
+      expect(s.lastRefusal).toContain(`${code} ${reason}: status.nodes[0].message: Too long`);
+      // Trimmed from now on: the next write sends no tail again.
+      await s.setNode(failedNode(2), false);
+      expect(w.patches).toHaveLength(3);
+      for (const n of w.patches[2]?.['nodes'] as NodeStatus[]) expect(n.outputTail).toBeUndefined();
+    },
+  );
+
+  it('refused trimmed too: gives the write up, counts it, and says so in the next write', async () => {
+    const denied = apiError(
+      422,
+      'Invalid',
+      `ValidatingAdmissionPolicy denied: ${'x'.repeat(4_000)}`,
+    );
+    const w = scriptedWriter([denied, denied, denied]);
+    const s = store(w.write);
+    await s.setNode(failedNode(1), false); // resolves: no retry forever
+    expect(w.patches).toHaveLength(2);
+    expect(s.refused).toBe(1);
+    expect(Buffer.byteLength(s.lastRefusal ?? '')).toBeLessThanOrEqual(512);
+    // The status in memory says so, and the next write attempt carries it.
+    expect(s.current.conditions?.find((c) => c.type === WRITABLE_CONDITION)?.status).toBe('False');
+    await s.setNode(node(2, { phase: 'Cordoned' }), false);
+    expect(w.patches).toHaveLength(3); // already trimmed: one attempt, then given up
+    expect(s.refused).toBe(2);
+    const c = writable(w.patches[2]);
+    expect(c).toMatchObject({ status: 'False', reason: 'StatusWriteRefused' });
+    expect(c?.message).toContain('ValidatingAdmissionPolicy denied');
+    expect(Buffer.byteLength(c?.message ?? '')).toBeLessThan(1024);
+    // Accepted at last: everything given up goes out with it.
+    await s.setNode(node(1, { phase: 'Succeeded' }), false);
+    expect(w.patches).toHaveLength(4);
+    expect((w.patches[3]?.['nodes'] as NodeStatus[]).map((n) => n.phase)).toEqual([
+      'Succeeded',
+      'Cordoned',
+    ]);
+    expect(writable(w.patches[3])).toMatchObject({ status: 'False' });
+    expect(writable(w.patches[3])?.message).toContain('2 write(s) refused even trimmed');
+  });
+
+  it('retries 409, 429, 5xx and network errors unchanged until the write lands', async () => {
+    vi.useFakeTimers();
+    const w = scriptedWriter([
+      apiError(409, 'Conflict', 'the object has been modified'),
+      apiError(429, 'TooManyRequests', 'slow down'),
+      apiError(500, 'InternalError', 'etcdserver: leader changed'),
+      apiError(503, 'ServiceUnavailable', 'unavailable'),
+      networkError(),
+    ]);
+    const s = store(w.write);
+    let done = false;
+    const p = s.setNode(failedNode(1), false).then(() => {
+      done = true;
+    });
+    await vi.advanceTimersByTimeAsync(60_000);
+    await p;
+    expect(done).toBe(true);
+    expect(w.patches).toHaveLength(6);
+    // The same full status each time: nothing trimmed, no condition raised.
+    for (const patch of w.patches) expect(patch).toEqual(w.patches[0]);
+    expect((w.patches[5]?.['nodes'] as NodeStatus[])[0]?.outputTail).toBeDefined();
+    expect(writable(w.patches[5])).toBeUndefined();
+    expect(s.refused).toBe(0);
+    expect(s.lastRefusal).toBeUndefined();
+  });
+
+  it('keeps retrying a transient failure, with backoff, for as long as it lasts', async () => {
+    vi.useFakeTimers();
+    const w = scriptedWriter(Array.from({ length: 50 }, () => networkError()));
+    const s = store(w.write);
+    let done = false;
+    void s.setNode(failedNode(1), false).then(() => {
+      done = true;
+    });
+    await vi.advanceTimersByTimeAsync(10_000);
+    const early = w.patches.length;
+    expect(early).toBeGreaterThan(3);
+    expect(early).toBeLessThan(20); // backed off, not a busy loop
+    expect(done).toBe(false);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(done).toBe(true);
+    expect(w.patches).toHaveLength(51);
+  });
+
+  it('gives up quietly on 404: the object is gone', async () => {
+    const w = scriptedWriter([apiError(404, 'NotFound', 'not found')]);
+    const s = store(w.write);
+    await s.setNode(failedNode(1), false);
+    expect(w.patches).toHaveLength(1);
+    expect(s.refused).toBe(0);
+    expect(s.lastRefusal).toBeUndefined();
+  });
+
+  it('a store that starts from StatusWritable=False sets it True once it writes', async () => {
+    const w = scriptedWriter([]);
+    const s = store(w.write, {
+      conditions: [
+        {
+          type: WRITABLE_CONDITION,
+          status: 'False',
+          reason: 'StatusWriteRefused',
+          message: 'earlier',
+          lastTransitionTime: '2026-11-20T00:00:00Z',
+        },
+      ],
+    });
+    await s.setNode(node(1, { phase: 'Cordoned' }), false);
+    expect(writable(w.patches[0])).toMatchObject({ status: 'True', reason: 'StatusWritten' });
   });
 });

@@ -1,6 +1,9 @@
 // The status of one NodeMaintenance, held in memory (the leader is its only writer) and written
 // to the status subresource. Transitions are written at once and awaited; progress (drain
-// counters, waiting messages) is coalesced into at most one write per interval.
+// counters, waiting messages) is coalesced into at most one write per interval. A write the API
+// server cannot take (unreachable, busy, a conflict) is retried until it lands; one it refuses
+// (422, 413, 403…) is sent once more trimmed and then given up, with a StatusWritable condition
+// saying so, so that nothing waiting on the status (a deletion, say) waits forever.
 import {
   CustomObjectsApi,
   PatchStrategy,
@@ -9,15 +12,19 @@ import {
 } from '@kubernetes/client-node';
 import {
   GROUP,
+  NODE_MESSAGE_MAX_BYTES,
   PLURAL,
   VERSION,
+  type Condition,
   type NodeMaintenance,
   type NodeMaintenanceStatus,
   type NodeStatus,
 } from '../../shared/api/index.js';
+import { backoffMs } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
 import { STATUS_TAIL_BYTES, tailBytes } from '../../shared/protocol.js';
-import { summarize } from './model.js';
+import { isTransient, statusCode } from '../nodes/node-ops.js';
+import { setCondition, summarize } from './model.js';
 
 /**
  * What all output tails of one NodeMaintenance may take together. etcd refuses objects over
@@ -35,9 +42,25 @@ export function tailLimit(nodes: number): number {
 }
 
 /**
+ * Pure: the first `maxBytes` bytes of `text` in UTF-8, never cutting a character, with "…" at
+ * the end when anything was cut (the start of a message says what happened; the CRD's
+ * maxLength counts characters, which are never more than bytes).
+ */
+export function headBytes(text: string, maxBytes: number): string {
+  const buf = Buffer.from(text, 'utf8');
+  if (buf.length <= maxBytes) return text;
+  const ELLIPSIS = '…'; // 3 bytes
+  let end = Math.max(0, maxBytes - 3);
+  // Back up over UTF-8 continuation bytes so the cut falls between characters.
+  while (end > 0 && ((buf[end] ?? 0) & 0xc0) === 0x80) end--;
+  return `${buf.subarray(0, end).toString('utf8')}${ELLIPSIS}`;
+}
+
+/**
  * Pure: a node's entry as kept and written. Detail that says nothing (a drain of no pods, no
- * initial taints) is left out and the tail is cut to its share, so that a status of thousands
- * of nodes stays small; readers treat a missing drain as no pods and missing taints as none.
+ * initial taints) is left out, the tail is cut to its share and the message to
+ * NODE_MESSAGE_MAX_BYTES, so that a status of thousands of nodes stays small and valid;
+ * readers treat a missing drain as no pods and missing taints as none.
  */
 export function compactNode(n: NodeStatus, tailMax: number): NodeStatus {
   let out = n;
@@ -52,6 +75,9 @@ export function compactNode(n: NodeStatus, tailMax: number): NodeStatus {
   if (n.outputTail !== undefined && Buffer.byteLength(n.outputTail) > tailMax) {
     out = { ...out, outputTail: tailBytes(n.outputTail, tailMax) };
   }
+  if (n.message !== undefined && Buffer.byteLength(n.message) > NODE_MESSAGE_MAX_BYTES) {
+    out = { ...out, message: headBytes(n.message, NODE_MESSAGE_MAX_BYTES) };
+  }
   return out;
 }
 
@@ -62,6 +88,75 @@ export function compactStatus(status: NodeMaintenanceStatus): NodeMaintenanceSta
   return { ...status, nodes: status.nodes.map((n) => compactNode(n, limit)) };
 }
 
+/** What a trimmed status keeps of each free text (messages, a blocker's reason). */
+export const TRIMMED_TEXT_BYTES = 256;
+const TRIMMED_PENDING_JOBS = 20;
+/** The condition a refused status write raises, and how much of the refusal it quotes. */
+export const WRITABLE_CONDITION = 'StatusWritable';
+const REFUSAL_TEXT_BYTES = 512;
+
+/**
+ * Pure: the status with what the API server may have refused it for taken out: output tails
+ * dropped, messages (nodes, blockers, conditions) cut to TRIMMED_TEXT_BYTES, pendingJobs
+ * shortened. Phases, steps, IDs and times stay: they are what a restart resumes from.
+ */
+export function trimStatus(status: NodeMaintenanceStatus): NodeMaintenanceStatus {
+  const cut = (t: string | undefined) => (t === undefined ? t : headBytes(t, TRIMMED_TEXT_BYTES));
+  const nodes = status.nodes?.map((n): NodeStatus => {
+    const { outputTail: _tail, ...rest } = n;
+    const out: NodeStatus = { ...rest };
+    if (n.message !== undefined) out.message = headBytes(n.message, TRIMMED_TEXT_BYTES);
+    const b = n.drain?.blockedBy;
+    if (n.drain !== undefined && b?.message !== undefined) {
+      out.drain = {
+        ...n.drain,
+        blockedBy: { ...b, message: headBytes(b.message, TRIMMED_TEXT_BYTES) },
+      };
+    }
+    return out;
+  });
+  // StatusWritable is kept whole: it is bounded already, and it is what says why.
+  const conditions = status.conditions?.map((c): Condition => {
+    const message = c.type === WRITABLE_CONDITION ? c.message : cut(c.message);
+    return message === undefined ? c : { ...c, message };
+  });
+  return {
+    ...status,
+    ...(nodes === undefined ? {} : { nodes }),
+    ...(conditions === undefined ? {} : { conditions }),
+    ...(status.pendingJobs === undefined
+      ? {}
+      : { pendingJobs: status.pendingJobs.slice(0, TRIMMED_PENDING_JOBS) }),
+  };
+}
+
+/** The API server's words for a refusal: "422 Invalid: <its message>", bounded. */
+export function describeRefusal(err: unknown): string {
+  let body: unknown = (err as { body?: unknown }).body;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      // not JSON: the text is the message
+    }
+  }
+  const status = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
+  const message =
+    typeof status['message'] === 'string'
+      ? status['message']
+      : typeof body === 'string' && body !== ''
+        ? body
+        : err instanceof Error
+          ? err.message
+          : String(err);
+  const code = statusCode(err);
+  const reason = typeof status['reason'] === 'string' ? ` ${status['reason']}` : '';
+  return headBytes(
+    `${code === undefined ? '' : String(code)}${reason}: ${message}`.trim(),
+    REFUSAL_TEXT_BYTES,
+  );
+}
+
 export interface StatusStore {
   /** The whole status, derived fields (phase, progress, conditions…) included. */
   readonly current: NodeMaintenanceStatus;
@@ -70,18 +165,28 @@ export interface StatusStore {
   /** Every node's entry, without summarizing the whole status. */
   nodes(): readonly NodeStatus[];
   /**
-   * Replaces the entry of `next.name` and writes status (resolves once stored), or with
-   * `progressOnly` within the coalescing interval. Costs O(1) however many nodes there are.
+   * Replaces the entry of `next.name` and writes status (resolves once stored, or once the API
+   * server refused it: see `refused`), or with `progressOnly` within the coalescing interval.
+   * Costs O(1) however many nodes there are. Never rejects: a refused status must not keep a
+   * run (or the deletion of its NodeMaintenance) from going on.
    */
   setNode(next: NodeStatus, progressOnly: boolean): Promise<void>;
-  /** Applies `mutate` and writes status; resolves once it is stored. */
+  /** Applies `mutate` and writes status; resolves once it is stored or refused. */
   commit(mutate: (s: NodeMaintenanceStatus) => NodeMaintenanceStatus): Promise<void>;
   /** Applies `mutate` now; the write happens within the coalescing interval. */
   coalesce(mutate: (s: NodeMaintenanceStatus) => NodeMaintenanceStatus): void;
-  /** Resolves when every change so far is written. */
+  /** Resolves when every change so far is written (or refused). */
   flush(): Promise<void>;
   /** Number of status writes made (for metrics and benchmarks). */
   readonly writes: number;
+  /**
+   * Number of writes given up because the API server refused them (a 4xx other than
+   * 404/409/429) even trimmed; what they carried is in `current` and goes out with the next
+   * write that is accepted.
+   */
+  readonly refused: number;
+  /** The API server's reason for the last refused write (bounded), if any was refused. */
+  readonly lastRefusal: string | undefined;
 }
 
 export type StatusWriter = (status: Record<string, unknown>) => Promise<void>;
@@ -125,13 +230,29 @@ export function createStatusStore(opts: {
   );
   let timer: NodeJS.Timeout | undefined;
   let writes = 0;
+  /** Set for good once the API server refused a write: from then on the status goes trimmed. */
+  let trimmed = false;
+  let refused = 0;
+  let lastRefusal: string | undefined;
 
   const reset = (next: NodeMaintenanceStatus) => {
     state = compactStatus(next); // a fresh nodes array
     index = new Map((state.nodes ?? []).map((n, i) => [n.name, i]));
     stale = true;
   };
+  const setWritable = (c: Omit<Condition, 'type' | 'lastTransitionTime'>) => {
+    // Kept in `state`, whose conditions summarize() carries over, so it goes out with the
+    // next write and keeps its lastTransitionTime.
+    state = {
+      ...state,
+      conditions: setCondition(state.conditions, { type: WRITABLE_CONDITION, ...c }, opts.now()),
+    };
+  };
   reset(opts.initial);
+  // A coordinator before this one had writes refused; this one has not, so far.
+  if (state.conditions?.some((c) => c.type === WRITABLE_CONDITION && c.status !== 'True')) {
+    setWritable({ status: 'True', reason: 'StatusWritten', message: 'status writes are accepted' });
+  }
 
   const current = (): NodeMaintenanceStatus => {
     if (stale) {
@@ -148,7 +269,7 @@ export function createStatusStore(opts: {
 
   /** A merge patch: what changed, and null for what was removed since the last write. */
   const diff = (): { patch: Record<string, unknown>; json: Map<string, string> } | undefined => {
-    const next = current() as Record<string, unknown>;
+    const next = (trimmed ? trimStatus(current()) : current()) as Record<string, unknown>;
     const json = new Map<string, string>();
     const patch: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(next)) {
@@ -160,21 +281,51 @@ export function createStatusStore(opts: {
     return Object.keys(patch).length === 0 ? undefined : { patch, json };
   };
 
+  /**
+   * A refusal that retrying unchanged would only repeat (422 Invalid, 413, 400, 403…): the
+   * first one switches to trimmed writes and says so in a condition; a trimmed write refused
+   * too is given up (its content goes out with the next write that is accepted). Returns
+   * whether to try again.
+   */
+  const onRefused = (err: unknown): boolean => {
+    const why = describeRefusal(err);
+    lastRefusal = why;
+    const retry = !trimmed;
+    if (trimmed) refused++;
+    trimmed = true;
+    setWritable({
+      status: 'False',
+      reason: 'StatusWriteRefused',
+      message:
+        `the API server refused a status write; writing a trimmed status from now on (no ` +
+        `output tails, messages cut)` +
+        (refused > 0 ? `; ${refused} write(s) refused even trimmed` : '') +
+        `; last refusal: ${why}`,
+    });
+    if (retry) opts.log.warn({ err: why }, 'status write refused; writing it trimmed');
+    else opts.log.error({ err: why, refused }, 'status write refused even trimmed; giving it up');
+    return retry;
+  };
+
   const writeDiff = async (): Promise<void> => {
-    const d = diff();
-    if (d === undefined) return;
     for (let attempt = 0; ; attempt++) {
+      const d = diff();
+      if (d === undefined) return;
       try {
         await opts.write(d.patch);
         writes++;
         written = d.json;
         return;
       } catch (err) {
-        if ((err as { code?: unknown }).code === 404) return; // the object is gone
+        if (statusCode(err) === 404) return; // the object is gone
+        if (!isTransient(err)) {
+          if (onRefused(err)) continue;
+          return;
+        }
         // The status is the only record of progress: keep trying while the API server is
-        // away rather than lose a transition.
+        // away or busy rather than lose a transition.
         opts.log.warn({ err, attempt }, 'status write failed; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
+        await new Promise((r) => setTimeout(r, backoffMs(attempt, { baseMs: 200, maxMs: 5_000 })));
       }
     }
   };
@@ -227,6 +378,12 @@ export function createStatusStore(opts: {
     },
     get writes() {
       return writes;
+    },
+    get refused() {
+      return refused;
+    },
+    get lastRefusal() {
+      return lastRefusal;
     },
     node(name) {
       const i = index.get(name);

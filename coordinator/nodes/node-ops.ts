@@ -10,7 +10,20 @@ import {
   type V1Taint,
 } from '@kubernetes/client-node';
 import type { LimitFunction } from 'p-limit';
-import { MAINTENANCE_ANNOTATION, MAINTENANCE_LABEL } from '../../shared/maintenance-keys.js';
+import {
+  CLAIM_ANNOTATION,
+  LEFT_BY_ANNOTATION,
+  MAINTENANCE_ANNOTATION,
+  MAINTENANCE_LABEL,
+} from '../../shared/maintenance-keys.js';
+import {
+  claimOf,
+  foreignClaim,
+  formatClaim,
+  formatLeftBy,
+  type Claim,
+  type LeftBy,
+} from './claims.js';
 import { addTaints, removeOurTaints, taintsEqual, type TaintSpec } from './taints.js';
 
 const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -35,25 +48,53 @@ export function isTransient(err: unknown): boolean {
   return typeof e.code === 'string' && /^E[A-Z_]+$/.test(e.code);
 }
 
+/** Thrown by enter() when another maintenance holds the node: nothing was changed. */
+export class ClaimedElsewhereError extends Error {
+  constructor(readonly claim: Claim) {
+    super(
+      `node is claimed by maintenance ${claim.maintenance} (${claim.phase || 'unknown phase'})`,
+    );
+    this.name = 'ClaimedElsewhereError';
+  }
+}
+
 export interface NodeOps {
   read(name: string): Promise<V1Node | undefined>;
   /**
-   * Cordon, add taints, set the maintenance label/annotation. Idempotent. `known`, the node as
-   * just read, saves reading it again (a stale one costs a 409 and a fresh read).
+   * Claim (CLAIM_ANNOTATION), cordon, add taints, set the maintenance label/annotation, in one
+   * resourceVersion-guarded write, so that two maintenances can never both hold the node.
+   * Throws ClaimedElsewhereError when another maintenance's claim is there (unless
+   * `takeOver(claim)` says that claim is stale). Idempotent. `known`, the node as just read,
+   * saves reading it again (a stale one costs a 409 and a fresh read).
    */
   enter(
     name: string,
-    taints: readonly TaintSpec[],
-    label: string,
-    owner: string,
+    change: {
+      taints: readonly TaintSpec[];
+      label: string;
+      owner: string;
+      claim: Claim;
+      takeOver?: (claim: Claim) => boolean;
+    },
     known?: V1Node,
   ): Promise<void>;
+  /** Adds taints (NoExecute ones, once the drain is done). Idempotent. */
+  addTaints(name: string, taints: readonly TaintSpec[]): Promise<void>;
+  /** Rewrites the phase in the node's claim, if the claim is `claim.uid`'s. */
+  updateClaim(name: string, claim: Claim): Promise<void>;
   /**
-   * Remove what noma added: its taints (not those the node had before), its label and
-   * annotation, and uncordon if `uncordon`. Idempotent; a missing node is not an error.
+   * The node leaves a maintenance that ends without returning it (no `Complete`): the claim
+   * goes, and LEFT_BY_ANNOTATION records noma's cordon and taints for a later maintenance.
+   */
+  release(name: string, uid: string, leftBy: LeftBy): Promise<void>;
+  /**
+   * Remove what noma added: its taints (not those the node had before), its label, annotation,
+   * claim and left-by mark, and uncordon if `uncordon`. Idempotent; a missing node is not an
+   * error, and a node another maintenance claims (`uid` is not the claim's) is left alone.
    */
   leave(
     name: string,
+    uid: string,
     taints: readonly TaintSpec[],
     initialTaints: readonly TaintSpec[],
     uncordon: boolean,
@@ -104,41 +145,88 @@ export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction): NodeOps {
 
   return {
     read,
-    enter: (name, taints, label, owner, known) =>
+    enter: (name, { taints, label, owner, claim, takeOver }, known) =>
       update(
         name,
         (node) => {
+          const other = foreignClaim(node, claim.uid);
+          if (other !== undefined && takeOver?.(other) !== true) {
+            throw new ClaimedElsewhereError(other);
+          }
           const current = node.spec?.taints ?? [];
           const next = addTaints(current, taints);
+          const annotations = node.metadata?.annotations ?? {};
+          const mine = claimOf(node);
           const labelled =
             node.metadata?.labels?.[MAINTENANCE_LABEL] === label &&
-            node.metadata.annotations?.[MAINTENANCE_ANNOTATION] === owner;
+            annotations[MAINTENANCE_ANNOTATION] === owner &&
+            mine?.uid === claim.uid &&
+            mine.phase === claim.phase &&
+            annotations[LEFT_BY_ANNOTATION] === undefined;
           if (node.spec?.unschedulable === true && taintsEqual(current, next) && labelled) {
             return undefined;
           }
           return {
             metadata: {
               labels: { [MAINTENANCE_LABEL]: label },
-              annotations: { [MAINTENANCE_ANNOTATION]: owner },
+              annotations: {
+                [MAINTENANCE_ANNOTATION]: owner,
+                [CLAIM_ANNOTATION]: formatClaim(claim),
+                // This maintenance takes over what an earlier one left (initialState.inherited).
+                [LEFT_BY_ANNOTATION]: null,
+              },
             },
             spec: { unschedulable: true, taints: next },
           };
         },
         known,
       ),
-    leave: (name, taints, initialTaints, uncordon) =>
+    addTaints: (name, taints) =>
       update(name, (node) => {
+        const current = node.spec?.taints ?? [];
+        const next = addTaints(current, taints);
+        return taintsEqual(current, next) ? undefined : { spec: { taints: next } };
+      }),
+    updateClaim: (name, claim) =>
+      update(name, (node) => {
+        const mine = claimOf(node);
+        if (mine?.uid !== claim.uid || mine.phase === claim.phase) return undefined;
+        return { metadata: { annotations: { [CLAIM_ANNOTATION]: formatClaim(claim) } } };
+      }),
+    release: (name, uid, leftBy) =>
+      update(name, (node) => {
+        const mine = claimOf(node);
+        if (mine !== undefined && mine.uid !== uid) return undefined; // someone else's now
+        const value = formatLeftBy(leftBy);
+        const annotations = node.metadata?.annotations ?? {};
+        if (mine === undefined && annotations[LEFT_BY_ANNOTATION] === value) return undefined;
+        return {
+          metadata: {
+            annotations: { [CLAIM_ANNOTATION]: null, [LEFT_BY_ANNOTATION]: value },
+          },
+        };
+      }),
+    leave: (name, uid, taints, initialTaints, uncordon) =>
+      update(name, (node) => {
+        if (foreignClaim(node, uid) !== undefined) return undefined;
         const current: V1Taint[] = node.spec?.taints ?? [];
         const next = removeOurTaints(current, taints, initialTaints);
+        const annotations = node.metadata?.annotations ?? {};
         const marked =
           node.metadata?.labels?.[MAINTENANCE_LABEL] !== undefined ||
-          node.metadata?.annotations?.[MAINTENANCE_ANNOTATION] !== undefined;
+          annotations[MAINTENANCE_ANNOTATION] !== undefined ||
+          annotations[CLAIM_ANNOTATION] !== undefined ||
+          annotations[LEFT_BY_ANNOTATION] !== undefined;
         const cordoned = node.spec?.unschedulable === true;
         if (!marked && taintsEqual(current, next) && !(uncordon && cordoned)) return undefined;
         return {
           metadata: {
             labels: { [MAINTENANCE_LABEL]: null },
-            annotations: { [MAINTENANCE_ANNOTATION]: null },
+            annotations: {
+              [MAINTENANCE_ANNOTATION]: null,
+              [CLAIM_ANNOTATION]: null,
+              [LEFT_BY_ANNOTATION]: null,
+            },
           },
           spec: { taints: next, ...(uncordon ? { unschedulable: false } : {}) },
         };

@@ -74,9 +74,7 @@ export function frozenSpecRules(): Obj[] {
     message: `spec.${field} is immutable once the maintenance has started (${message})`,
     fieldPath: `.spec.${field}`,
   });
-  const options = Object.keys(OptionsSchema.properties).filter(
-    (k) => !MUTABLE_OPTIONS.includes(k),
-  );
+  const options = Object.keys(OptionsSchema.properties).filter((k) => !MUTABLE_OPTIONS.includes(k));
   const opt = (k: string): Obj => ({
     rule:
       `${started} || (` +

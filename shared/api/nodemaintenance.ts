@@ -456,10 +456,17 @@ export const NodeStatusSchema = Type.Object(
           unschedulable: Type.Boolean({
             description:
               'Was the node cordoned before noma (by someone else: a cordon left by an ' +
-              'earlier maintenance counts as noma\'s own and is undone).',
+              "earlier maintenance counts as noma's own and is undone).",
           }),
           taints: Type.Optional(
             Type.Array(NodeTaintSchema, { description: 'Taints before noma changed them.' }),
+          ),
+          inheritedTaints: Type.Optional(
+            Type.Array(NodeTaintSchema, {
+              description:
+                'Taints an earlier maintenance (without Complete) left on the node: removed ' +
+                "with noma's own when the node returns to service.",
+            }),
           ),
         },
         { description: 'What the node looked like before noma touched it; restored on cancel.' },
