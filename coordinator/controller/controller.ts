@@ -176,7 +176,7 @@ export class Controller {
     // The first list's objects are queued for reconcile by now; their runs exist once those
     // reconciles are through.
     await Promise.all([...this.queues.values()]);
-    await this.nodeCache?.synced(30_000);
+    await this.nodeCache.synced(30_000);
     this.ready.resolve();
     // Level-based: every object is looked at again periodically, even without an event.
     this.resync = setInterval(() => {

@@ -20,12 +20,7 @@ import {
   maintenanceLabelValue,
   parseNodeList,
 } from '../../shared/maintenance-keys.js';
-import {
-  actionId,
-  NODE_LOCAL_ACTIONS,
-  type ActionDispatcher,
-  type ActionProgress,
-} from '../actions/dispatcher.js';
+import { actionId, type ActionDispatcher, type ActionProgress } from '../actions/dispatcher.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder, EventTarget } from '../events.js';
 import { foreignClaim, initialStateOf, isUnavailable, type Claim } from '../nodes/claims.js';
@@ -430,7 +425,11 @@ export class MaintenanceRun {
       if (node.message !== message) await this.setNode(name, { ...node, message }, true);
       await this.waitForChange(signal);
     }
-    if (waited && !signal.aborted) this.announceResumed();
+    if (waited && !signal.aborted) {
+      this.announceResumed();
+      const { message, ...rest } = this.node(name);
+      if (message?.startsWith('waiting: ') === true) await this.setNode(name, rest, true);
+    }
     return waited;
   }
 
@@ -680,11 +679,7 @@ export class MaintenanceRun {
     if (noExecute.length > 0) await this.deps.nodes.addTaints(name, noExecute);
     const { message: _m, ...rest } = this.node(name);
     // The next step's own write (the action ID, or the node's end) carries this one.
-    await this.setNode(
-      name,
-      transition(rest, 'Drained', now, { drain: { ...result.progress, scope } }),
-      true,
-    );
+    await this.setNode(name, transition(rest, 'Drained', now, { drain: result.progress }), true);
     this.event(
       'Normal',
       'Drained',
@@ -701,8 +696,17 @@ export class MaintenanceRun {
     name: string,
     scope: DrainScope,
     signal: AbortSignal,
-  ): Promise<DrainOutcome | undefined> {
+  ): Promise<NodeDrainOutcome | undefined> {
     const opts = this.cr.spec.options ?? {};
+    // The drain before Reboot/DeleteNode goes on from the first drain's count.
+    const first = this.node(name).drain;
+    const base = first !== undefined && first.scope !== scope ? first.evicted : 0;
+    const merge = (p: DrainProgress): NodeDrain => {
+      // A drain resumed after a restart sees only the pods still there; keep the first total.
+      const before = this.node(name).drain;
+      const total = Math.max(before?.scope === scope ? before.total : 0, base + p.total);
+      return { ...p, total, evicted: total - p.pending, scope };
+    };
     const onProgress = (p: DrainProgress) => {
       const blocker = p.blockedBy
         ? `${p.blockedBy.kind} ${p.blockedBy.namespace ?? ''}/${p.blockedBy.name}`
@@ -716,12 +720,7 @@ export class MaintenanceRun {
         );
       }
       this.blockedBy.set(name, blocker);
-      // A drain resumed after a restart sees only the pods still there; keep the first total.
-      const before = this.node(name).drain;
-      const sameScope = before?.scope === scope;
-      const total = Math.max(sameScope ? before.total : 0, p.total);
-      const drain = { ...p, total, evicted: total - p.pending, scope };
-      void this.setNode(name, { ...this.node(name), drain }, true);
+      void this.setNode(name, { ...this.node(name), drain: merge(p) }, true);
     };
     const timeoutMs =
       opts.drainTimeout === undefined
@@ -740,7 +739,7 @@ export class MaintenanceRun {
       onProgress,
       signal,
     );
-    return signal.aborted ? undefined : result;
+    return signal.aborted ? undefined : { ...result, progress: merge(result.progress) };
   }
 
   /**
@@ -770,7 +769,7 @@ export class MaintenanceRun {
     if (node.drain?.scope === 'AllPods' || node.actionID !== undefined) return true;
     const result = await this.drainPods(name, 'AllPods', signal);
     if (result === undefined) return false;
-    const drain = { ...result.progress, scope: 'AllPods' as const };
+    const drain = result.progress;
     if (!result.ok) {
       await this.failNode(name, 'DrainFailed', result.reason, {
         drain,
@@ -1121,7 +1120,11 @@ export class MaintenanceRun {
   }
 }
 
-type DrainScope = NonNullable<NonNullable<NodeStatus['drain']>['scope']>;
+type NodeDrain = NonNullable<NodeStatus['drain']>;
+type DrainScope = NonNullable<NodeDrain['scope']>;
+/** A drain's outcome with its progress as status.nodes[].drain records it. */
+type NodeDrainOutcome =
+  { ok: true; progress: NodeDrain } | { ok: false; reason: string; progress: NodeDrain };
 
 interface ActionStep {
   readonly name: string;
