@@ -3,6 +3,12 @@ import { VERSION } from '../shared/version.js';
 import { UsageError, UsageErrors } from './errors.js';
 import { initCommand } from './init/command.js';
 import type { CliIO } from './io.js';
+import {
+  pauseCommand,
+  restoreCommand,
+  resumeCommand,
+  retryCommand,
+} from './maintenance/command.js';
 import { nodesCommand } from './nodes/command.js';
 import { statusCommand } from './status/command.js';
 
@@ -18,7 +24,8 @@ function buildProgram(io: CliIO, bin: string, setExit: (code: number) => void): 
     .description(
       'Write NodeMaintenance manifests and look at GPU nodes and maintenances.\n\n' +
         'The workflow: find the nodes (nodes), write the manifest (init), review it, apply it ' +
-        'with `kubectl --context <cluster> apply -f`, follow it (status).',
+        'with `kubectl --context <cluster> apply -f`, follow it (status). When it goes ' +
+        'wrong: pause/resume it, restore failed nodes or retry them.',
     )
     .version(VERSION, '-V, --version', 'print the version')
     .configureOutput({ writeOut: io.out, writeErr: io.err })
@@ -34,6 +41,7 @@ Examples:
   ${bin} init reboot --name reboot-gpu --ticket ENG-1234 --nodes gpu-01,gpu-02 --complete -o reboot.yaml
   kubectl --context <cluster> apply -f reboot.yaml
   ${bin} status reboot-gpu --watch
+  ${bin} restore reboot-gpu --node gpu-02
 
 Run '${bin} <command> --help' for a command's flags and examples.
 `,
@@ -42,6 +50,10 @@ Run '${bin} <command> --help' for a command's flags and examples.
     initCommand(io, bin),
     nodesCommand(io, bin, setExit),
     statusCommand(io, bin, setExit),
+    pauseCommand(io, bin, setExit),
+    resumeCommand(io, bin, setExit),
+    restoreCommand(io, bin, setExit),
+    retryCommand(io, bin, setExit),
   ]) {
     program.addCommand(cmd);
   }

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
+import { setLongTimeout } from '../../shared/timers.js';
 
 export interface ExecResult {
   /** null when the process was killed by a signal. */
@@ -76,7 +77,8 @@ async function execGroup(
       killGroup(child.pid, 'SIGKILL');
     }, KILL_GRACE_MS).unref();
   };
-  const timer = setTimeout(() => {
+  // An action's timeout may be up to 720h: past what Node's setTimeout can wait.
+  const timer = setLongTimeout(() => {
     stop('timeout');
   }, req.timeoutMs);
   const onAbort = (): void => {
@@ -104,7 +106,7 @@ async function execGroup(
       ...(spawnError === undefined ? {} : { spawnError }),
     };
   } finally {
-    clearTimeout(timer);
+    timer.clear();
     req.signal.removeEventListener('abort', onAbort);
   }
 }

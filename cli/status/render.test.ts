@@ -111,6 +111,58 @@ describe('renderStatus', () => {
     expect(text).not.toContain('gpu-02 shell');
   });
 
+  it.each<[string, Partial<NodeMaintenance['spec']>, string, Record<string, string>, string[]]>([
+    [
+      'paused',
+      { paused: true },
+      'Paused',
+      {},
+      [
+        '  paused: no node starts or begins its next step; `noma resume driver-upgrade -n gpu-ops` goes on',
+      ],
+    ],
+    [
+      'pausing',
+      { paused: true },
+      'Running',
+      {},
+      ['  pausing: spec.paused is set; steps in flight finish first'],
+    ],
+    [
+      'halted, with restores and retries queued',
+      {},
+      'Halted',
+      { 'noma.dev/restore': 'gpu-03,*', 'noma.dev/retry': 'gpu-04' },
+      [
+        '  halted: too many nodes failed; `noma restore|retry driver-upgrade -n gpu-ops --node NODE` or raise options.maxFailedNodes',
+        '  queued restore: gpu-03, every failed node',
+        '  queued retry: gpu-04',
+      ],
+    ],
+    ['running, nothing held', { paused: false }, 'Running', {}, []],
+  ])('says what holds it: %s', (_what, spec, phase, annotations, lines) => {
+    const m: NodeMaintenance = {
+      ...running,
+      metadata: { ...running.metadata, annotations },
+      spec: { ...running.spec, ...spec },
+      status: { ...running.status, phase: phase as 'Running' },
+    };
+    const text = renderStatus([m], now);
+    const after = text.split('\n').slice(4); // summary, selector, steps, the Degraded condition
+    expect(after.slice(0, lines.length + 1)).toEqual([
+      ...lines,
+      expect.stringMatching(/^ {2}NODE /),
+    ]);
+  });
+
+  it('shows a Restored node as such', () => {
+    const m: NodeMaintenance = {
+      ...running,
+      status: { ...running.status, nodes: [{ name: 'gpu-03', phase: 'Restored' }] },
+    };
+    expect(renderStatus([m], now)).toMatch(/^ {2}gpu-03 +Restored +- +- +- +- +-$/m);
+  });
+
   it('says when the coordinator has not picked a maintenance up', () => {
     const fresh = { ...running };
     delete fresh.status;

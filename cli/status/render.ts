@@ -1,4 +1,9 @@
 import type { NodeMaintenance, NodeStatus } from '../../shared/api/index.js';
+import {
+  RESTORE_ANNOTATION,
+  RETRY_ANNOTATION,
+  parseNodeList,
+} from '../../shared/maintenance-keys.js';
 import { renderTable } from '../table.js';
 
 /** `3m`, `2h5m`, `4d`: how long ago, like kubectl's AGE column. */
@@ -57,6 +62,36 @@ function nodeRows(m: NodeMaintenance): string[][] {
   ];
 }
 
+/** What holds a maintenance (pause, failure budget) and the restores/retries queued on it. */
+function holdLines(m: NodeMaintenance): string[] {
+  const ref = `${m.metadata.name ?? ''} -n ${m.metadata.namespace ?? 'default'}`;
+  const phase = m.status?.phase;
+  const lines: string[] = [];
+  if (m.spec.paused === true) {
+    lines.push(
+      phase === 'Paused'
+        ? `  paused: no node starts or begins its next step; \`noma resume ${ref}\` goes on`
+        : `  pausing: spec.paused is set; steps in flight finish first`,
+    );
+  }
+  if (phase === 'Halted') {
+    lines.push(
+      `  halted: too many nodes failed; \`noma restore|retry ${ref} --node NODE\` or raise options.maxFailedNodes`,
+    );
+  }
+  const annotations = m.metadata.annotations ?? {};
+  for (const [what, key] of [
+    ['restore', RESTORE_ANNOTATION],
+    ['retry', RETRY_ANNOTATION],
+  ] as const) {
+    const queued = parseNodeList(annotations[key]).map((e) =>
+      e === '*' ? 'every failed node' : e,
+    );
+    if (queued.length > 0) lines.push(`  queued ${what}: ${truncate(queued.join(', '), 100)}`);
+  }
+  return lines;
+}
+
 /** One maintenance: a summary line, its selector and steps, and a row per node. */
 export function renderMaintenance(m: NodeMaintenance, now: Date): string {
   const s = m.status;
@@ -73,6 +108,7 @@ export function renderMaintenance(m: NodeMaintenance, now: Date): string {
     const message = c.message === undefined ? '' : `: ${truncate(c.message, 100)}`;
     lines.push(`  ${c.type}=${c.status}${reason}${message}`);
   }
+  lines.push(...holdLines(m));
   const rows = nodeRows(m);
   let text = lines.join('\n') + '\n';
   if (s === undefined) {

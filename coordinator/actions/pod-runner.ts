@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, makeInformer, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { backoffMs } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
+import { setLongTimeout } from '../../shared/timers.js';
 import type { ActionDispatcher, NodeActionOutcome, NodeActionRequest } from './dispatcher.js';
 import {
   ACTION_ID_ANNOTATION,
@@ -378,14 +379,16 @@ export class PodActionRunner implements ActionDispatcher {
       const finish = () => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
+        timer.clear();
         waiters.delete(finish);
         if (waiters.size === 0 && this.waiters.get(pod) === waiters) this.waiters.delete(pod);
         signal.removeEventListener('abort', finish);
         stopAlso.abort();
         resolve();
       };
-      const timer = setTimeout(finish, Math.max(0, ms));
+      // Capped by the resync interval today, but `ms` derives from the step's timeout (up to
+      // 720h), which Node's setTimeout cannot wait for.
+      const timer = setLongTimeout(finish, Math.max(0, ms));
       waiters.add(finish);
       signal.addEventListener('abort', finish, { once: true });
       if (signal.aborted) finish();

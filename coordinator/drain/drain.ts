@@ -12,6 +12,9 @@ import {
 } from '@kubernetes/client-node';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from '../../shared/log.js';
+// Every wait here may be as long as a user made it (drainTimeout, a pod's grace period, a
+// Retry-After): past Node's 24.8-day timer limit, so only the chaining timers of shared/timers.
+import { setLongTimeout, sleepLong as sleep, type LongTimeout } from '../../shared/timers.js';
 import type { NodeStatus } from '../../shared/api/index.js';
 import {
   DEFAULT_BACKOFF,
@@ -140,23 +143,6 @@ function errMessage(err: unknown): string {
 
 function isPod(obj: unknown): obj is V1Pod {
   return typeof obj === 'object' && obj !== null && 'metadata' in obj;
-}
-
-/** Sleeps `ms`, or less if `signal` aborts first. Never rejects. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 class NodeDrain {
@@ -295,11 +281,12 @@ class NodeDrain {
         resolve('stopped');
       });
     });
-    let timer: NodeJS.Timeout | undefined;
+    let timer: LongTimeout | undefined;
+    // drainTimeout may be up to 720h: longer than Node's setTimeout can wait.
     const timeout =
       this.#opts.timeoutMs > 0
         ? new Promise<'timeout'>((resolve) => {
-            timer = setTimeout(() => {
+            timer = setLongTimeout(() => {
               resolve('timeout');
             }, this.#opts.timeoutMs);
           })
@@ -309,7 +296,7 @@ class NodeDrain {
       stopped,
       timeout,
     ]);
-    clearTimeout(timer);
+    timer?.clear();
     if (r === 'stopped') return this.#signal.aborted ? 'cancelled' : 'fatal';
     return r;
   }

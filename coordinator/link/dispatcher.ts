@@ -7,6 +7,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import type { Action } from '../../shared/api/index.js';
 import { parseDuration } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
+import { setLongTimeout } from '../../shared/timers.js';
 import {
   STATUS_TAIL_BYTES,
   tailBytes,
@@ -176,7 +177,7 @@ export class LinkDispatcher implements ActionDispatcher {
   ): Promise<MessageOf<'action.result'> | undefined> {
     return new Promise((resolve) => {
       const finish = (r: MessageOf<'action.result'> | undefined): void => {
-        clearTimeout(timer);
+        timer.clear();
         req.signal.removeEventListener('abort', onAbort);
         if (this.pending.get(req.actionId) === entry) this.pending.delete(req.actionId);
         resolve(r);
@@ -186,7 +187,8 @@ export class LinkDispatcher implements ActionDispatcher {
         if (!this.detached) this.deps.server.send(req.node, 'action.cancel', { id: req.actionId });
         finish(undefined);
       };
-      const timer = setTimeout(() => {
+      // An action's timeout may be up to 720h: past what Node's setTimeout can wait.
+      const timer = setLongTimeout(() => {
         finish(undefined);
       }, deadline - Date.now());
       const entry: Pending = { node: req.node, body, resolve: finish };
@@ -207,14 +209,14 @@ export class LinkDispatcher implements ActionDispatcher {
       let last = 'not read yet';
       const finish = (outcome: NodeActionOutcome): void => {
         stop.abort();
-        clearTimeout(timer);
+        timer.clear();
         req.signal.removeEventListener('abort', onAbort);
         resolve(outcome);
       };
       const onAbort = (): void => {
         finish({ kind: 'unavailable', message: 'stopped' });
       };
-      const timer = setTimeout(() => {
+      const timer = setLongTimeout(() => {
         finish({ kind: 'failed', message: `node did not come back after the reboot: ${last}` });
       }, deadline - Date.now());
       if (req.signal.aborted) {
