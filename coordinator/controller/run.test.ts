@@ -171,7 +171,11 @@ afterEach(async () => {
 function harness(
   names: string[],
   spec: Partial<NodeMaintenanceSpec>,
-  opts: { globalLimit?: number; setup?: (n: FakeNodes) => void } = {},
+  opts: {
+    globalLimit?: number;
+    setup?: (n: FakeNodes) => void;
+    write?: (status: Record<string, unknown>) => Promise<void>;
+  } = {},
 ): Harness {
   const nodes = new FakeNodes();
   for (const n of names) nodes.add(n);
@@ -185,7 +189,7 @@ function harness(
   const store = createStatusStore({
     initial: {},
     cr: () => cr,
-    write: () => Promise.resolve(),
+    write: opts.write ?? (() => Promise.resolve()),
     log,
     now: () => new Date(),
     intervalMs: 5,
@@ -252,6 +256,7 @@ function harness(
     globalLimit: opts.globalLimit ?? 100,
     maxSelectedNodes: 100,
     agentRetryMs: 10,
+    cancelWaitMs: 300,
   });
   const h: Harness = {
     run: r,
@@ -463,5 +468,32 @@ describe('MaintenanceRun: drains', () => {
     await until('reboot in flight', () => h.dispatcher.inFlight().length === 1);
     expect(h.drains.map((d) => d.opts.drainNonGpuPods)).toEqual([false, true]);
     expect(h.status('a')?.drain).toMatchObject({ scope: 'AllPods', evicted: 2, total: 2 });
+  });
+});
+
+describe('MaintenanceRun: deletion', () => {
+  it('returns its nodes, failed ones too, even while every status write fails', async () => {
+    let failing = false;
+    const h = harness(
+      ['a', 'b'],
+      { actions: [run('step')], options: { maxFailedNodes: 2 } },
+      {
+        write: () =>
+          failing
+            ? Promise.reject(Object.assign(new Error('webhook down'), { code: 500 }))
+            : Promise.resolve(),
+      },
+    );
+    await until('two in flight', () => h.dispatcher.inFlight().length === 2);
+    h.dispatcher.end('a', 'failed');
+    await until('a failed', () => h.status('a')?.phase === 'Failed');
+    failing = true;
+    const started = Date.now();
+    await h.run.cancel();
+    expect(Date.now() - started).toBeLessThan(3_000);
+    for (const n of ['a', 'b']) {
+      expect(h.nodes.get(n).spec?.unschedulable).toBe(false);
+      expect(claimOf(h.nodes.get(n))).toBeUndefined();
+    }
   });
 });

@@ -47,6 +47,8 @@ import type { DrainFn, DrainOutcome, DrainProgress } from './ports.js';
 import type { StatusStore } from './status-store.js';
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 30 * 60_000;
+/** How long a deletion waits for in-flight work and status writes before it goes on. */
+const CANCEL_WAIT_MS = 15_000;
 /** About 10 minutes of backoff: beyond that the API server is not coming back soon. */
 const MAX_TRANSIENT_FAILURES = 25;
 const CONTROL_PLANE_LABELS = [
@@ -86,6 +88,8 @@ export interface RunDeps {
   readonly globalLimit: number;
   readonly maxSelectedNodes: number;
   readonly agentRetryMs: number;
+  /** How long a deletion waits for in-flight work and status writes (default 15 s). */
+  readonly cancelWaitMs?: number;
   readonly skipPod?: DrainFnSkip;
   /** Told about every new version of the object (the status store reads spec from it). */
   readonly onUpdate?: (cr: NodeMaintenance) => void;
@@ -1099,7 +1103,9 @@ export class MaintenanceRun {
    * failed) to the state it had before; finished nodes keep their final state.
    */
   async cancel(): Promise<void> {
-    await this.stop();
+    // A status write that never lands (the API server refusing it with 5xx, say) must not hold
+    // the deletion: node tasks stuck on one get that long, then the nodes are returned anyway.
+    await withDeadline(this.stop(), this.deps.cancelWaitMs ?? CANCEL_WAIT_MS);
     for (const n of this.status.nodes ?? []) {
       if (!isHeld(n)) continue;
       await this.returnNode(n);
@@ -1107,6 +1113,7 @@ export class MaintenanceRun {
       await this.setNode(
         n.name,
         transition(rest, 'Restored', this.deps.now(), { message: 'maintenance deleted' }),
+        true,
       );
       this.event(
         'Normal',
@@ -1115,9 +1122,21 @@ export class MaintenanceRun {
         n.name,
       );
     }
-    await this.deps.store.flush();
+    await withDeadline(this.deps.store.flush(), this.deps.cancelWaitMs ?? CANCEL_WAIT_MS);
     this.deps.fleet.notifyChanged();
   }
+}
+
+/** Waits for `p`, but no longer than `ms`. */
+async function withDeadline(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p,
+    new Promise<void>((r) => {
+      timer = setTimeout(r, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 type NodeDrain = NonNullable<NodeStatus['drain']>;
