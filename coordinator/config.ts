@@ -77,8 +77,9 @@ usage: node dist/coordinator/main.js [flags]
                                     leader points it at itself with the EndpointSlice
                                     <name>-leader, so agents reach only the leader (needs
                                     $POD_IP; default: none, nothing is published)
-  --max-nodes-in-maintenance <n>    cap on nodes in maintenance across all NodeMaintenances
-                                    (default 10)
+  --max-nodes-in-maintenance <n>    cap on unavailable nodes across all NodeMaintenances: in
+                                    maintenance, failed and still held, or selected and
+                                    NotReady or cordoned by someone else (default 10)
   --max-selected-nodes <n>          refuse a NodeMaintenance whose selector matches more nodes
                                     (default 50)
   --notify-webhook-url <url>        Slack-compatible webhook for Notify actions
