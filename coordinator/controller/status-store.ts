@@ -70,7 +70,8 @@ export function compactNode(n: NodeStatus, tailMax: number): NodeStatus {
     out = rest;
   }
   if (n.initialState?.taints?.length === 0) {
-    out = { ...out, initialState: { unschedulable: n.initialState.unschedulable } };
+    const { taints: _none, ...initialState } = n.initialState;
+    out = { ...out, initialState };
   }
   if (n.outputTail !== undefined && Buffer.byteLength(n.outputTail) > tailMax) {
     out = { ...out, outputTail: tailBytes(n.outputTail, tailMax) };
