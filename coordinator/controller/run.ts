@@ -5,13 +5,8 @@
 import { EventEmitter, once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node, V1Taint } from '@kubernetes/client-node';
-import type {
-  Action,
-  NodeMaintenance,
-  NodeMaintenanceStatus,
-  NodeStatus,
-} from '../../shared/api/index.js';
-import { backoffMs, parseDuration } from '../../shared/duration.js';
+import type { NodeMaintenance, NodeMaintenanceStatus, NodeStatus } from '../../shared/api/index.js';
+import { backoffMs } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
 import {
   MAINTENANCE_TAINT,
@@ -20,7 +15,7 @@ import {
   maintenanceLabelValue,
   parseNodeList,
 } from '../../shared/maintenance-keys.js';
-import { actionId, type ActionDispatcher, type ActionProgress } from '../actions/dispatcher.js';
+import type { ActionDispatcher } from '../actions/dispatcher.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder, EventTarget } from '../events.js';
 import { foreignClaim, initialStateOf, isUnavailable, type Claim } from '../nodes/claims.js';
@@ -42,11 +37,12 @@ import {
   unavailableNodes,
   type Step,
 } from './model.js';
+import { ActionSteps, type StepHost } from './action-steps.js';
+import { DrainSteps, isNoExecute } from './drain-steps.js';
 import { planRequests } from './requests.js';
-import type { DrainFn, DrainOutcome, DrainProgress } from './ports.js';
+import type { DrainFn } from './ports.js';
 import type { StatusStore } from './status-store.js';
 
-const DEFAULT_DRAIN_TIMEOUT_MS = 30 * 60_000;
 /** How long a deletion waits for in-flight work and status writes before it goes on. */
 const CANCEL_WAIT_MS = 15_000;
 /** About 10 minutes of backoff: beyond that the API server is not coming back soon. */
@@ -96,15 +92,12 @@ export interface RunDeps {
 }
 type DrainFnSkip = Parameters<DrainFn>[1]['skipPod'];
 
-const isNoExecute = (t: TaintSpec): boolean => t.effect === 'NoExecute';
-
 export class MaintenanceRun {
   readonly key: string;
   private readonly abort = new AbortController();
   private readonly reserved = new Set<string>();
   private readonly log: Logger;
   private done: Promise<void> | undefined;
-  private blockedBy = new Map<string, string>();
   /** The node as admit read it, for cordon's write (one read fewer per node). */
   private readonly admitted = new Map<string, V1Node>();
   /** Emits 'update' for every new version of the object (an InteractiveShell's release). */
@@ -118,6 +111,9 @@ export class MaintenanceRun {
   /** Restore/retry requests, one batch at a time. */
   private requests: Promise<void> = Promise.resolve();
   private haltAnnounced = false;
+  /** The action steps, one handler per type (action-steps.ts). */
+  private readonly steps: ActionSteps;
+  private readonly drains: DrainSteps;
 
   constructor(
     private cr: NodeMaintenance,
@@ -126,6 +122,30 @@ export class MaintenanceRun {
     this.key = `${cr.metadata.namespace ?? ''}/${cr.metadata.name ?? ''}`;
     this.log = deps.log.child({ maintenance: this.key });
     this.haltAnnounced = isHalted(deps.store.nodes(), cr.spec);
+    this.steps = new ActionSteps(this.host());
+    this.drains = new DrainSteps(this.host(), this.log);
+  }
+
+  /** What the steps (action-steps.ts, drain-steps.ts) need of this run. */
+  private host(): StepHost {
+    return {
+      deps: this.deps,
+      cr: () => this.cr,
+      uid: () => this.uid,
+      node: (name) => this.node(name),
+      setNode: (name, next, progressOnly) => this.setNode(name, next, progressOnly),
+      event: (type, reason, message, node) => {
+        this.event(type, reason, message, node);
+      },
+      failNode: (name, reason, message, fields) => this.failNode(name, reason, message, fields),
+      finishNode: (name, fields) => this.finishNode(name, fields),
+      returnNode: (node) => this.returnNode(node),
+      maintenanceChanged: (signal) =>
+        once(this.versions, 'update', { signal }).then(
+          () => undefined,
+          () => undefined,
+        ),
+    };
   }
 
   get uid(): string {
@@ -384,7 +404,7 @@ export class MaintenanceRun {
           await this.cordon(name);
           break;
         case 'drain':
-          await this.drainNode(name, signal);
+          await this.drains.drain(name, signal);
           break;
         case 'finish':
           await this.finishNode(name, {});
@@ -652,145 +672,6 @@ export class MaintenanceRun {
     this.event('Normal', 'Cordoned', 'cordoned and tainted', name);
   }
 
-  /** Which pods the first drain ends: all of them when a NoExecute taint would end them next. */
-  private firstDrainScope(): DrainScope {
-    const opts = this.cr.spec.options ?? {};
-    return opts.drainNonGpuPods === true || (opts.taints ?? []).some(isNoExecute)
-      ? 'AllPods'
-      : 'GPUPods';
-  }
-
-  private async drainNode(name: string, signal: AbortSignal): Promise<void> {
-    let node = this.node(name);
-    const scope = this.firstDrainScope();
-    if (node.phase !== 'Draining') {
-      node = transition(node, 'Draining', this.deps.now(), {
-        drain: { total: 0, evicted: 0, pending: 0, scope },
-      });
-      await this.setNode(name, node, true); // a restart drains again (see cordon)
-    }
-    const result = await this.drainPods(name, scope, signal);
-    if (signal.aborted || result === undefined) return;
-    const now = this.deps.now();
-    if (!result.ok) {
-      await this.failNode(name, 'DrainFailed', result.reason, {
-        drain: { ...result.progress, scope },
-      });
-      return;
-    }
-    // Only now: the taint-eviction controller would end pods around their PDBs.
-    const noExecute = (this.cr.spec.options?.taints ?? []).filter(isNoExecute);
-    if (noExecute.length > 0) await this.deps.nodes.addTaints(name, noExecute);
-    const { message: _m, ...rest } = this.node(name);
-    // The next step's own write (the action ID, or the node's end) carries this one.
-    await this.setNode(name, transition(rest, 'Drained', now, { drain: result.progress }), true);
-    this.event(
-      'Normal',
-      'Drained',
-      `drained (${scope}): ${result.progress.evicted} pods evicted`,
-      name,
-    );
-  }
-
-  /**
-   * Runs the drain engine for `scope`, with progress into status.nodes[].drain and an Event per
-   * new blocker. Undefined when aborted.
-   */
-  private async drainPods(
-    name: string,
-    scope: DrainScope,
-    signal: AbortSignal,
-  ): Promise<NodeDrainOutcome | undefined> {
-    const opts = this.cr.spec.options ?? {};
-    // The drain before Reboot/DeleteNode goes on from the first drain's count.
-    const first = this.node(name).drain;
-    const base = first !== undefined && first.scope !== scope ? first.evicted : 0;
-    const merge = (p: DrainProgress): NodeDrain => {
-      // A drain resumed after a restart sees only the pods still there; keep the first total.
-      const before = this.node(name).drain;
-      const total = Math.max(before?.scope === scope ? before.total : 0, base + p.total);
-      return { ...p, total, evicted: total - p.pending, scope };
-    };
-    const onProgress = (p: DrainProgress) => {
-      const blocker = p.blockedBy
-        ? `${p.blockedBy.kind} ${p.blockedBy.namespace ?? ''}/${p.blockedBy.name}`
-        : '';
-      if (blocker !== '' && this.blockedBy.get(name) !== blocker) {
-        this.event(
-          'Warning',
-          'DrainBlocked',
-          `drain blocked by ${blocker}: ${p.blockedBy?.message ?? ''}`,
-          name,
-        );
-      }
-      this.blockedBy.set(name, blocker);
-      void this.setNode(name, { ...this.node(name), drain: merge(p) }, true);
-    };
-    const timeoutMs =
-      opts.drainTimeout === undefined
-        ? DEFAULT_DRAIN_TIMEOUT_MS
-        : (parseDuration(opts.drainTimeout) ?? DEFAULT_DRAIN_TIMEOUT_MS);
-    const result = await this.drainWithRetry(
-      name,
-      {
-        drainNonGpuPods: scope === 'AllPods',
-        deleteEmptyDirData: opts.deleteEmptyDirData === true,
-        evictUnmanagedPods: opts.evictUnmanagedPods === true,
-        forceDrain: opts.forceDrain === true,
-        timeoutMs,
-        ...(this.deps.skipPod ? { skipPod: this.deps.skipPod } : {}),
-      },
-      onProgress,
-      signal,
-    );
-    return signal.aborted ? undefined : { ...result, progress: merge(result.progress) };
-  }
-
-  /**
-   * The drain engine throws only when it cannot even list the node's pods (nothing evicted
-   * yet): that is the API server being away, so try again instead of failing the node.
-   */
-  private async drainWithRetry(...args: Parameters<DrainFn>): Promise<DrainOutcome> {
-    const signal = args[3];
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.deps.drain(...args);
-      } catch (err) {
-        if (signal.aborted) throw err;
-        this.log.warn({ err, node: args[0], attempt }, 'drain could not start; retrying');
-        await sleep(backoffMs(attempt, { baseMs: 1_000, maxMs: 30_000 }), undefined, { signal });
-      }
-    }
-  }
-
-  /**
-   * Reboot and DeleteNode end every pod on the node: before them the pods the first drain left
-   * (drainNonGpuPods false) go through the Eviction API too, so none loses its PDB's
-   * protection. Returns false when the node failed or the run stopped.
-   */
-  private async drainBeforeEnd(name: string, index: number, signal: AbortSignal): Promise<boolean> {
-    const node = this.node(name);
-    if (node.drain?.scope === 'AllPods' || node.actionID !== undefined) return true;
-    const result = await this.drainPods(name, 'AllPods', signal);
-    if (result === undefined) return false;
-    const drain = result.progress;
-    if (!result.ok) {
-      await this.failNode(name, 'DrainFailed', result.reason, {
-        drain,
-        currentActionIndex: index,
-      });
-      return false;
-    }
-    await this.setNode(name, { ...this.node(name), drain }, true);
-    this.event(
-      'Normal',
-      'Drained',
-      `drained (AllPods): ${result.progress.evicted} pods evicted`,
-      name,
-    );
-    return true;
-  }
-
   /**
    * Records the start of spec.actions[index] (its ID before anything is sent) unless it is
    * already in flight, then hands it to the handler of its type.
@@ -800,7 +681,7 @@ export class MaintenanceRun {
     if (action === undefined) return;
     if (
       (action.type === 'Reboot' || action.type === 'DeleteNode') &&
-      !(await this.drainBeforeEnd(name, index, signal))
+      !(await this.drains.drainBeforeEnd(name, index, signal))
     ) {
       return;
     }
@@ -810,210 +691,10 @@ export class MaintenanceRun {
       node.currentActionIndex !== index ||
       node.actionID === undefined
     ) {
-      node = await this.recordActionStart(name, index, action);
+      node = await this.steps.start(name, index, action);
     }
     this.retrying.delete(name);
-    const step: ActionStep = { name, index, action, node, signal };
-    await this.handlers[action.type](step);
-  }
-
-  private async recordActionStart(
-    name: string,
-    index: number,
-    action: Action,
-  ): Promise<NodeStatus> {
-    const node = this.node(name);
-    // A retried step carries its next attempt number in from the retry request.
-    const attempt = node.currentActionIndex === index ? (node.attempt ?? 1) : 1;
-    // Read before the reboot is sent and kept in status: "the node came back" means a bootID
-    // other than this one, also for a coordinator restarted mid-reboot.
-    const bootID =
-      action.type === 'Reboot'
-        ? (await this.deps.nodes.read(name))?.status?.nodeInfo?.bootID
-        : undefined;
-    // The ID is in status before anything is sent: a restarted coordinator re-sends the same
-    // ID, and the agent's ledger makes the second send return the first result.
-    const { message: _m, job: _j, bootIDBeforeReboot: _b, ...previous } = node;
-    const next = transition(previous, 'InAction', this.deps.now(), {
-      currentActionIndex: index,
-      currentActionType: action.type,
-      actionID: actionId(this.uid, name, index, attempt),
-      attempt,
-      ...(bootID === undefined ? {} : { bootIDBeforeReboot: bootID }),
-    });
-    await this.setNode(name, next);
-    this.event(
-      'Normal',
-      'ActionStarted',
-      `action ${index} (${action.name ?? action.type})${attempt > 1 ? `, attempt ${attempt},` : ''} started`,
-      name,
-    );
-    return next;
-  }
-
-  /** One handler per action type. */
-  private readonly handlers: Record<Action['type'], (step: ActionStep) => Promise<void>> = {
-    Complete: (step) => this.completeStep(step),
-    DeleteNode: (step) => this.deleteNodeStep(step),
-    Notify: (step) => this.notifyStep(step),
-    Script: (step) => this.nodeLocalStep(step),
-    Run: (step) => this.nodeLocalStep(step),
-    Reboot: (step) => this.nodeLocalStep(step),
-    InteractiveShell: (step) => this.nodeLocalStep(step),
-  };
-
-  /** The step succeeded: on to the next one, or the node is finished. */
-  private async actionSucceeded(step: ActionStep, fields: Partial<NodeStatus>): Promise<void> {
-    const { name, index, action } = step;
-    const last = index + 1 >= this.cr.spec.actions.length || action.type === 'DeleteNode';
-    this.event(
-      'Normal',
-      'ActionSucceeded',
-      `action ${index} (${action.name ?? action.type}) succeeded` +
-        (fields.message === undefined ? '' : `: ${fields.message}`),
-      name,
-    );
-    if (last) {
-      await this.finishNode(name, fields);
-      return;
-    }
-    const { actionID: _id, message: _m, job: _j, attempt: _a, ...rest } = this.node(name);
-    await this.setNode(
-      name,
-      transition(rest, 'InAction', this.deps.now(), {
-        ...fields,
-        currentActionIndex: index + 1,
-        currentActionType: this.cr.spec.actions[index + 1]?.type ?? '',
-      }),
-    );
-  }
-
-  private async completeStep(step: ActionStep): Promise<void> {
-    await this.returnNode(step.node);
-    await this.actionSucceeded(step, {});
-  }
-
-  private async deleteNodeStep(step: ActionStep): Promise<void> {
-    await this.deps.nodes.remove(step.name);
-    await this.actionSucceeded(step, {});
-  }
-
-  private async notifyStep(step: ActionStep): Promise<void> {
-    const { name, signal } = step;
-    const msg = step.action.notify;
-    if (msg === undefined) throw new Error('Notify action without notify body');
-    const outcome = await this.deps.notifier.send(
-      { channel: msg.channel, text: `[${this.cr.spec.linearTicket}] ${name}: ${msg.message}` },
-      signal,
-    );
-    this.event(
-      outcome.delivered ? 'Normal' : 'Warning',
-      outcome.delivered ? 'Notified' : 'NotifyFailed',
-      outcome.delivered ? `${msg.channel}: ${msg.message}` : `${msg.channel}: ${outcome.error}`,
-      name,
-    );
-    if (!outcome.delivered) {
-      // Visible on the maintenance until a later Notify gets through.
-      const now = this.deps.now();
-      await this.deps.store.commit((s) => ({
-        ...s,
-        conditions: setCondition(
-          s.conditions,
-          {
-            type: 'NotificationsDelivered',
-            status: 'False',
-            reason: 'WebhookFailed',
-            message: `${name}: notify to ${msg.channel} failed: ${outcome.error}`.slice(0, 4096),
-          },
-          now,
-        ),
-      }));
-    }
-    await this.actionSucceeded(step, {});
-  }
-
-  /** Script, Run, Reboot, InteractiveShell: through the dispatcher (agent link or a pod). */
-  private async nodeLocalStep(step: ActionStep): Promise<void> {
-    const { name, index, action, signal } = step;
-    const id = step.node.actionID ?? '';
-    for (;;) {
-      const { job, bootIDBeforeReboot } = this.node(name);
-      const outcome = await this.deps.dispatcher.run({
-        actionId: id,
-        node: name,
-        index,
-        action,
-        signal,
-        ...(bootIDBeforeReboot === undefined ? {} : { bootIDBeforeReboot }),
-        ...(job === undefined ? {} : { job }),
-        maintenance: {
-          namespace: this.cr.metadata.namespace ?? '',
-          name: this.cr.metadata.name ?? '',
-          uid: this.uid,
-        },
-        report: (p) => this.reportProgress(name, id, p, signal),
-        annotations: () => this.cr.metadata.annotations ?? {},
-        maintenanceChanged: (s) =>
-          once(this.versions, 'update', { signal: s }).then(
-            () => undefined,
-            () => undefined,
-          ),
-      });
-      if (signal.aborted) return;
-      if (outcome.kind === 'unavailable') {
-        if (!(await this.waitForAgent(name, outcome, signal))) return;
-        continue;
-      }
-      const fields: Partial<NodeStatus> = {
-        ...(outcome.exitCode === undefined ? {} : { lastExitCode: outcome.exitCode }),
-        ...(outcome.outputTail === undefined ? {} : { outputTail: outcome.outputTail }),
-      };
-      if (outcome.kind === 'succeeded') {
-        await this.actionSucceeded(
-          step,
-          outcome.message === undefined ? fields : { ...fields, message: outcome.message },
-        );
-      } else {
-        await this.failNode(name, 'ActionFailed', outcome.message, fields);
-      }
-      await outcome.afterRecorded?.();
-      return;
-    }
-  }
-
-  /** A job (the step's pod) is committed before the wait for it; messages are progress. */
-  private async reportProgress(
-    name: string,
-    id: string,
-    p: ActionProgress,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const current = this.node(name);
-    if (signal.aborted || current.actionID !== id) return;
-    const next = {
-      ...current,
-      ...(p.job === undefined ? {} : { job: p.job }),
-      ...(p.message === undefined ? {} : { message: p.message }),
-    };
-    if (p.job !== undefined) await this.setNode(name, next);
-    else if (p.message !== current.message) await this.setNode(name, next, true);
-  }
-
-  /** Says why the step cannot run now and waits; false when the run stopped meanwhile. */
-  private async waitForAgent(
-    name: string,
-    outcome: { message: string; reason?: string },
-    signal: AbortSignal,
-  ): Promise<boolean> {
-    const current = this.node(name);
-    if (current.message !== outcome.message) {
-      await this.setNode(name, { ...current, message: outcome.message });
-      this.event('Warning', outcome.reason ?? 'WaitingForAgent', outcome.message, name);
-    }
-    return sleep(this.deps.agentRetryMs, undefined, { signal }).then(
-      () => true,
-      () => false,
-    );
+    await this.steps.run({ name, index, action, node, signal });
   }
 
   // ---- restore and retry, on request ---------------------------------------------------------
@@ -1137,21 +818,6 @@ async function withDeadline(p: Promise<unknown>, ms: number): Promise<void> {
     }),
   ]);
   clearTimeout(timer);
-}
-
-type NodeDrain = NonNullable<NodeStatus['drain']>;
-type DrainScope = NonNullable<NodeDrain['scope']>;
-/** A drain's outcome with its progress as status.nodes[].drain records it. */
-type NodeDrainOutcome =
-  { ok: true; progress: NodeDrain } | { ok: false; reason: string; progress: NodeDrain };
-
-interface ActionStep {
-  readonly name: string;
-  readonly index: number;
-  readonly action: Action;
-  /** The node's entry as the step started (its action ID recorded). */
-  readonly node: NodeStatus;
-  readonly signal: AbortSignal;
 }
 
 function taintRecord(
