@@ -9,6 +9,7 @@ import {
   type NodeMaintenance,
   type NodeMaintenanceSpec,
 } from '../../shared/api/index.js';
+import { MAX_DURATION, parseDuration } from '../../shared/duration.js';
 import { labelKeyError, labelValueError } from '../../shared/labels.js';
 import { UsageError, type Result } from '../errors.js';
 import { SELECTED_FOR_LABEL } from '../kube/node-facts.js';
@@ -25,7 +26,12 @@ export interface InitFlags {
   forceDrain?: boolean | undefined;
   drainTimeout?: string | undefined;
   drainNonGpuPods?: boolean | undefined;
+  /** `--delete-emptydir-data`, spelled as commander camel-cases it. */
+  deleteEmptydirData?: boolean | undefined;
+  evictUnmanagedPods?: boolean | undefined;
   maxUnavailable?: string | undefined;
+  maxFailedNodes?: string | undefined;
+  allowControlPlane?: boolean | undefined;
   taint?: string[] | undefined;
   complete?: boolean | undefined;
 }
@@ -166,39 +172,53 @@ function parseTaint(spec: string, errors: Errors) {
   };
 }
 
+/** A count (2) or a percentage (25%), as the CRD's int-or-string fields take them. */
+function countOrPercent(flag: string, v: string, errors: Errors): number | string | undefined {
+  if (/^[0-9]+$/.test(v)) return Number(v);
+  if (/^[0-9]+%$/.test(v)) return v;
+  errors.push(new UsageError(flag, `"${v}" must be a count (2) or a percentage (25%)`));
+  return undefined;
+}
+
+/** A Go duration within noma's bound, checked here so the error names the flag. */
+function checkDuration(flag: string, v: string, example: string, errors: Errors): void {
+  if (!durationRe.test(v)) {
+    errors.push(new UsageError(flag, `"${v}" is not a duration like ${example}`));
+  } else if (parseDuration(v) === undefined) {
+    errors.push(new UsageError(flag, `"${v}" is longer than ${MAX_DURATION} (30 days)`));
+  }
+}
+
+function checkDrainTimeout(v: string | undefined, errors: Errors): string | undefined {
+  if (v !== undefined) checkDuration('--drain-timeout', v, '30m or 1h30m', errors);
+  return v;
+}
+
+// Keys are set in the schema's order, so the YAML reads like the CRD's documentation.
 function checkOptions(flags: InitFlags, errors: Errors): NodeMaintenanceSpec['options'] {
   const options: NonNullable<NodeMaintenanceSpec['options']> = {};
   if (flags.forceDrain === true) options.forceDrain = true;
-  if (flags.drainTimeout !== undefined) {
-    if (!durationRe.test(flags.drainTimeout)) {
-      errors.push(
-        new UsageError(
-          '--drain-timeout',
-          `"${flags.drainTimeout}" is not a duration like 30m or 1h30m`,
-        ),
-      );
-    }
-    options.drainTimeout = flags.drainTimeout;
-  }
+  const drainTimeout = checkDrainTimeout(flags.drainTimeout, errors);
+  if (drainTimeout !== undefined) options.drainTimeout = drainTimeout;
   if (flags.drainNonGpuPods === true) options.drainNonGpuPods = true;
+  if (flags.deleteEmptydirData === true) options.deleteEmptyDirData = true;
+  if (flags.evictUnmanagedPods === true) options.evictUnmanagedPods = true;
   if (flags.maxUnavailable !== undefined) {
-    const v = flags.maxUnavailable;
-    if (/^[0-9]+$/.test(v)) options.maxUnavailable = Number(v);
-    else if (/^[0-9]+%$/.test(v)) options.maxUnavailable = v;
-    else
-      errors.push(
-        new UsageError('--max-unavailable', `"${v}" must be a count (2) or a percentage (25%)`),
-      );
+    const v = countOrPercent('--max-unavailable', flags.maxUnavailable, errors);
+    if (v !== undefined) options.maxUnavailable = v;
+  }
+  if (flags.maxFailedNodes !== undefined) {
+    const v = countOrPercent('--max-failed-nodes', flags.maxFailedNodes, errors);
+    if (v !== undefined) options.maxFailedNodes = v;
   }
   const taints = (flags.taint ?? []).map((t) => parseTaint(t, errors));
   if (taints.length > 0) options.taints = taints.filter((t) => t !== undefined);
+  if (flags.allowControlPlane === true) options.allowControlPlane = true;
   return Object.keys(options).length > 0 ? options : undefined;
 }
 
 function checkTimeout(timeout: string | undefined, errors: Errors): void {
-  if (timeout !== undefined && !durationRe.test(timeout)) {
-    errors.push(new UsageError('--timeout', `"${timeout}" is not a duration like 45m or 2h`));
-  }
+  if (timeout !== undefined) checkDuration('--timeout', timeout, '45m or 2h', errors);
 }
 
 function checkImage(image: string | undefined, errors: Errors): void {

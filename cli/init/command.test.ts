@@ -32,6 +32,16 @@ const invalid: [string, string[], string][] = [
     '--drain-timeout',
   ],
   [
+    'a drain timeout over 30 days',
+    ['init', 'reboot', ...base, '--nodes', 'a', '--drain-timeout', '721h'],
+    '--drain-timeout: "721h" is longer than 720h',
+  ],
+  [
+    'a step timeout over 30 days',
+    ['init', 'run', ...base, '--nodes', 'a', '--timeout', '720h1s', '--', 'true'],
+    '--timeout: "720h1s" is longer than 720h',
+  ],
+  [
     'a lowercase ticket',
     ['init', 'reboot', '--name', 'm', '--ticket', 'eng-1234', '--nodes', 'a'],
     '--ticket',
@@ -66,6 +76,21 @@ const invalid: [string, string[], string][] = [
     'a bad max-unavailable',
     ['init', 'reboot', ...base, '--nodes', 'a', '--max-unavailable', '-1'],
     '--max-unavailable',
+  ],
+  [
+    'a bad max-failed-nodes',
+    ['init', 'reboot', ...base, '--nodes', 'a', '--max-failed-nodes', 'one'],
+    '--max-failed-nodes',
+  ],
+  [
+    'a max-failed-nodes fraction',
+    ['init', 'reboot', ...base, '--nodes', 'a', '--max-failed-nodes', '0.5'],
+    '--max-failed-nodes',
+  ],
+  [
+    'a value for --delete-emptydir-data',
+    ['init', 'reboot', ...base, '--nodes', 'a', '--delete-emptydir-data=true'],
+    '--delete-emptydir-data',
   ],
   [
     'a bad taint effect',

@@ -4,11 +4,18 @@ import { Command, Option } from 'commander';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { UsageError, UsageErrors } from '../errors.js';
 import type { CliIO } from '../io.js';
-import { fetchNodeFacts, listNodes, loadKubeConfig, setNodeLabel } from '../kube/client.js';
+import {
+  fetchDrainFacts,
+  fetchNodeFacts,
+  listNodes,
+  loadKubeConfig,
+  setNodeLabel,
+} from '../kube/client.js';
 import { SELECTED_FOR_LABEL, type NodeFacts } from '../kube/node-facts.js';
 import { pickNodes } from '../select/pick-nodes.js';
 import { renderRanking } from '../select/render.js';
 import { buildManifest, type InitAction, type InitFlags, type InitPlan } from './build-manifest.js';
+import { previewNodeDrain, renderDrainPreview } from './drain-preview.js';
 import { renderPreview } from './preview.js';
 import { renderManifest } from './render.js';
 
@@ -40,8 +47,21 @@ function addInitOptions(cmd: Command): Command {
     )
     .option('--force-drain', 'after --drain-timeout, delete pods that still block (bypasses PDBs)')
     .option('--drain-timeout <duration>', 'how long a drain may take, e.g. 30m, 1h30m')
-    .option('--drain-non-gpu-pods', 'evict every pod, not only those that request GPUs')
-    .option('--max-unavailable <n|percent>', 'nodes in maintenance at once, e.g. 1 or 25%')
+    .option(
+      '--drain-non-gpu-pods',
+      'evict every pod at the start, not only GPU pods (Reboot and DeleteNode drain every pod anyway)',
+    )
+    .option(
+      '--delete-emptydir-data',
+      'evict pods with emptyDir data on disk (it is lost); Memory emptyDirs never block',
+    )
+    .option('--evict-unmanaged-pods', 'evict pods that no controller manages (none recreates them)')
+    .option('--max-unavailable <n|percent>', 'nodes unavailable at once, e.g. 1 or 25%')
+    .option(
+      '--max-failed-nodes <n|percent>',
+      'failed nodes after which the maintenance halts, e.g. 1 or 10% (default 1)',
+    )
+    .option('--allow-control-plane', 'let the selector match control-plane nodes')
     .option('--taint <key=value:Effect>', 'extra taint while in maintenance (repeatable)', collect)
     .option('--complete', 'append Complete: return the nodes to service at the end')
     .option(
@@ -49,7 +69,11 @@ function addInitOptions(cmd: Command): Command {
       'namespace of the NodeMaintenance (default: the context’s)',
     )
     .option('-o, --output <file>', 'write the manifest to this file instead of stdout')
-    .option('--preview', 'show which nodes the selector matches now (reads the cluster)')
+    .option(
+      '--preview',
+      'show the nodes the selector matches now and, per node, the pods the drain would evict ' +
+        'or be blocked by and the PodDisruptionBudgets involved (reads the cluster)',
+    )
     .option('--dry-run', 'with --node-count: show the choice, label nothing')
     .option('--context <name>', 'kubeconfig context for --node-count and --preview')
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG or ~/.kube/config)');
@@ -94,6 +118,29 @@ async function chooseNodes(
   return [...pick.chosen];
 }
 
+/** `--preview`: the matched nodes, then what the drains would do on each; reads only. */
+async function preview(
+  kc: KubeConfig,
+  plan: InitPlan,
+  chosen: NodeFacts[] | undefined,
+  io: CliIO,
+): Promise<void> {
+  const { spec } = plan.manifest;
+  const matched = chosen ?? (await fetchNodeFacts(kc, spec.nodeSelector));
+  const expected = plan.selection.kind === 'nodes' ? plan.selection.nodes : [];
+  io.err(renderPreview(spec.nodeSelector, matched, expected, spec.options));
+  const names = matched.map((n) => n.name);
+  const facts = await fetchDrainFacts(kc, names);
+  const ctx = { now: new Date(), daemonSetExists: facts.daemonSetExists };
+  const previews = names.map((node) =>
+    previewNodeDrain(node, { spec, pods: facts.podsByNode.get(node) ?? [], pdbs: facts.pdbs, ctx }),
+  );
+  io.err(renderDrainPreview(previews));
+  if (facts.pdbError !== undefined) {
+    io.err(`warning: cannot list PodDisruptionBudgets (${facts.pdbError}): none is shown\n`);
+  }
+}
+
 async function runInit(
   action: InitAction | undefined,
   opts: InitOptions,
@@ -116,11 +163,7 @@ async function runInit(
       selection.kind === 'count'
         ? await chooseNodes(kc, plan, selection.count, selection.pool, opts, io)
         : undefined;
-    if (opts.preview === true) {
-      const selector = plan.manifest.spec.nodeSelector;
-      const matched = chosen ?? (await fetchNodeFacts(kc, selector));
-      io.err(renderPreview(selector, matched, selection.kind === 'nodes' ? selection.nodes : []));
-    }
+    if (opts.preview === true) await preview(kc, plan, chosen, io);
   }
   const text = renderManifest(plan.manifest);
   if (opts.output === undefined) {
@@ -150,6 +193,9 @@ Examples:
   # Reboot the H100 nodes one at a time, then return them to service
   ${bin} init reboot --name reboot-h100 --ticket ENG-1234 -l gpu.h100=true \\
     --max-unavailable 1 --complete -o maintenance.yaml
+
+  # First see what the drain would evict, what blocks it and which PDBs are involved
+  ${bin} init reboot --name reboot-h100 --ticket ENG-1234 -l gpu.h100=true --preview --context prod-east
 
   # Remove two nodes from the cluster
   ${bin} init delete-node --name remove-gpu --ticket ENG-1234 --nodes gpu-01,gpu-02

@@ -1,3 +1,4 @@
+import type { NodeMaintenanceSpec } from '../../shared/api/index.js';
 import type { NodeFacts } from '../kube/node-facts.js';
 import { renderTable } from '../table.js';
 
@@ -6,12 +7,14 @@ const dash = (v: string | undefined) => (v === undefined || v === '' ? '-' : v);
 /**
  * What a maintenance would touch, for `noma init --preview`: the nodes the selector matches
  * today and what runs on them, with warnings for nodes the coordinator would refuse or that
- * another maintenance holds. `expected` (from --nodes) reports names that match nothing.
+ * another maintenance holds. `expected` (from --nodes) reports names that match nothing;
+ * `options` are the manifest's (allowControlPlane turns the control-plane warning into a note).
  */
 export function renderPreview(
   selector: string,
   nodes: readonly NodeFacts[],
   expected: readonly string[] = [],
+  options: NodeMaintenanceSpec['options'] = {},
 ): string {
   const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : 1));
   let text = `selector ${JSON.stringify(selector)} matches ${sorted.length} node(s) now:\n`;
@@ -38,7 +41,9 @@ export function renderPreview(
   for (const n of sorted) {
     if (n.controlPlane) {
       warnings.push(
-        `node ${n.name} is a control-plane node: the coordinator refuses it unless spec.options.allowControlPlane is true`,
+        options.allowControlPlane === true
+          ? `node ${n.name} is a control-plane node (allowed by --allow-control-plane)`
+          : `node ${n.name} is a control-plane node: the coordinator refuses it unless --allow-control-plane (spec.options.allowControlPlane) is given`,
       );
     }
     if (n.inMaintenance) warnings.push(`node ${n.name} is already in maintenance`);

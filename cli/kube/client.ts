@@ -1,12 +1,16 @@
 import {
+  AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
   PatchStrategy,
+  PolicyV1Api,
   setHeaderOptions,
   type V1Node,
   type V1Pod,
+  type V1PodDisruptionBudget,
 } from '@kubernetes/client-node';
+import { daemonSetRefs } from '../../coordinator/drain/filters.js';
 import { UsageError } from '../errors.js';
 import { nodeFacts, podsByNode, type NodeFacts } from './node-facts.js';
 
@@ -92,4 +96,52 @@ export async function fetchNodeFacts(kc: KubeConfig, labelSelector?: string): Pr
   const [nodes, pods] = await Promise.all([listNodes(kc, labelSelector), listBoundPods(kc)]);
   const byNode = podsByNode(pods);
   return nodes.map((n) => nodeFacts(n, byNode.get(n.metadata?.name ?? '') ?? []));
+}
+
+/** What `noma init --preview` needs to run the drain's decisions without draining. */
+export interface DrainFacts {
+  /** Not-finished pods bound to each of the nodes asked about. */
+  readonly podsByNode: ReadonlyMap<string, V1Pod[]>;
+  readonly pdbs: readonly V1PodDisruptionBudget[];
+  /** Why the PDBs could not be listed (e.g. RBAC); the pods' decisions do not need them. */
+  readonly pdbError?: string;
+  /** Whether a DaemonSet (`namespace`, `name`) exists, as the coordinator's drain asks. */
+  readonly daemonSetExists: (namespace: string, name: string) => boolean;
+}
+
+/**
+ * Pods, PodDisruptionBudgets and the DaemonSets the pods on `nodes` point at. Like the
+ * coordinator, only a definite 404 counts a DaemonSet as missing.
+ */
+export async function fetchDrainFacts(
+  kc: KubeConfig,
+  nodes: readonly string[],
+): Promise<DrainFacts> {
+  const policy = kc.makeApiClient(PolicyV1Api);
+  const [pods, pdbs] = await Promise.all([
+    listBoundPods(kc),
+    policy.listPodDisruptionBudgetForAllNamespaces().then(
+      (list) => ({ items: list.items }),
+      (err: unknown) => ({ items: [], error: apiErrorText(err) }),
+    ),
+  ]);
+  const wanted = new Set(nodes);
+  const onNodes = new Map([...podsByNode(pods)].filter(([n]) => wanted.has(n)));
+  const apps = kc.makeApiClient(AppsV1Api);
+  const missing = new Set<string>();
+  await Promise.all(
+    daemonSetRefs([...onNodes.values()].flat()).map(async (r) => {
+      try {
+        await apps.readNamespacedDaemonSet(r);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 404) missing.add(`${r.namespace}/${r.name}`);
+      }
+    }),
+  );
+  return {
+    podsByNode: onNodes,
+    pdbs: pdbs.items,
+    ...('error' in pdbs ? { pdbError: pdbs.error } : {}),
+    daemonSetExists: (ns, name) => !missing.has(`${ns}/${name}`),
+  };
 }

@@ -6,6 +6,7 @@ import {
   computeProgress,
   daemonSetRefs,
   decide,
+  diskEmptyDirs,
   isGpuResourceName,
   parseStatus,
   pdbNameFromStatus,
@@ -25,7 +26,10 @@ interface PodOpts {
   name?: string;
   owner?: 'ReplicaSet' | 'DaemonSet' | 'Node' | 'none';
   gpu?: 'requests' | 'limits' | 'init' | 'mig' | 'none';
+  /** A disk-backed emptyDir volume `scratch`. */
   emptyDir?: boolean;
+  /** More emptyDir volumes `dir-<i>`, one per medium given ('' is the disk, like `{}`). */
+  media?: string[];
   mirror?: boolean;
   phase?: string;
   deletedSecondsAgo?: number;
@@ -65,7 +69,15 @@ function pod(o: PodOpts = {}): V1Pod {
     spec: {
       containers: [main],
       ...(gpu === 'init' ? { initContainers: [{ name: 'init', resources: { limits: res } }] } : {}),
-      ...(o.emptyDir === true ? { volumes: [{ name: 'scratch', emptyDir: {} }] } : {}),
+      volumes: [
+        ...(o.emptyDir === true ? [{ name: 'scratch', emptyDir: {} }] : []),
+        ...(o.media ?? []).map((medium, i) => ({
+          name: `dir-${i}`,
+          emptyDir: { medium, sizeLimit: '1Gi' },
+        })),
+        // Not emptyDirs: they never block.
+        { name: 'config', configMap: { name: 'c' } },
+      ],
     },
     status: { phase: o.phase ?? 'Running' },
   };
@@ -259,6 +271,102 @@ describe('decide, in kubectl order', () => {
     expect(decide(pod(o), opts, c)).toEqual(want);
   });
 
+  // The issue 11 scenario: inference pods mount a Memory emptyDir at /dev/shm.
+  it.each<[string, PodOpts, FilterOptions, ReturnType<typeof decide>]>([
+    ['a Memory emptyDir', { media: ['Memory'] }, strict, { action: 'evict' }],
+    ['a HugePages emptyDir', { media: ['HugePages'] }, strict, { action: 'evict' }],
+    ['a HugePages-2Mi emptyDir', { media: ['HugePages-2Mi'] }, strict, { action: 'evict' }],
+    [
+      'an explicit default medium',
+      { media: [''] },
+      strict,
+      {
+        action: 'block',
+        reason: 'LocalStorage',
+        message:
+          'uses emptyDir local storage on disk (volume dir-0; set deleteEmptyDirData to evict it)',
+      },
+    ],
+    [
+      'a Memory and a disk emptyDir',
+      { emptyDir: true, media: ['Memory'] },
+      strict,
+      {
+        action: 'block',
+        reason: 'LocalStorage',
+        message:
+          'uses emptyDir local storage on disk (volume scratch; set deleteEmptyDirData to evict it)',
+      },
+    ],
+    [
+      'a Memory and a disk emptyDir, deleteEmptyDirData',
+      { emptyDir: true, media: ['Memory'] },
+      { ...strict, deleteEmptyDirData: true },
+      { action: 'evict', warning: 'emptyDir data will be lost' },
+    ],
+    [
+      'five disk emptyDirs (the list is bounded)',
+      { emptyDir: true, media: ['', 'Memory', '', '', ''] },
+      strict,
+      {
+        action: 'block',
+        reason: 'LocalStorage',
+        message:
+          'uses emptyDir local storage on disk (volumes scratch, dir-0, dir-2 and 2 more; ' +
+          'set deleteEmptyDirData to evict it)',
+      },
+    ],
+    [
+      'an unmanaged pod with a Memory emptyDir',
+      { owner: 'none', media: ['Memory'] },
+      strict,
+      {
+        action: 'block',
+        reason: 'Unmanaged',
+        message: 'is not managed by a controller (set evictUnmanagedPods to evict it)',
+      },
+    ],
+    [
+      'an unmanaged pod with a Memory emptyDir, evictUnmanagedPods',
+      { owner: 'none', media: ['Memory'] },
+      { ...strict, evictUnmanagedPods: true },
+      { action: 'evict', warning: 'no controller will recreate this pod' },
+    ],
+    [
+      'a non-GPU pod with a Memory emptyDir, GPU-only drain',
+      { gpu: 'none', media: ['Memory'] },
+      strict,
+      { action: 'skip', reason: 'NotGpu' },
+    ],
+    [
+      'a non-GPU pod with a Memory emptyDir, all pods',
+      { gpu: 'none', media: ['Memory'] },
+      { ...strict, drainNonGpuPods: true },
+      { action: 'evict' },
+    ],
+    [
+      'a non-GPU pod with a disk emptyDir, all pods',
+      { gpu: 'none', emptyDir: true },
+      { ...strict, drainNonGpuPods: true },
+      {
+        action: 'block',
+        reason: 'LocalStorage',
+        message:
+          'uses emptyDir local storage on disk (volume scratch; set deleteEmptyDirData to evict it)',
+      },
+    ],
+  ])('emptyDir medium: %s', (_name, o, opts, want) => {
+    expect(decide(pod(o), opts, ctx)).toEqual(want);
+  });
+
+  it('lists only the disk-backed emptyDirs', () => {
+    expect(diskEmptyDirs(pod({ emptyDir: true, media: ['Memory', '', 'HugePages-1Gi'] }))).toEqual([
+      'scratch',
+      'dir-1',
+    ]);
+    expect(diskEmptyDirs(pod({ media: ['Memory'] }))).toEqual([]);
+  });
+
   it('never evicts what skipPod excludes, whatever else is true of it', () => {
     const opts = { ...strict, skipPod: (p: V1Pod) => p.metadata?.name === 'coordinator' };
     expect(decide(pod({ name: 'coordinator', owner: 'none', emptyDir: true }), opts, ctx)).toEqual({
@@ -284,8 +392,8 @@ describe('planDrain', () => {
     expect(plan.skipped.map((s) => [s.pod.metadata?.name, s.reason])).toEqual([['b', 'NotGpu']]);
     expect(plan.blocked.map((b) => b.reason)).toEqual(['LocalStorage', 'Unmanaged']);
     expect(blockedReason(plan.blocked)).toBe(
-      'cannot drain: 2 pod(s) would block it: ns/c uses emptyDir local storage (set deleteEmptyDirData ' +
-        'to evict it); ns/d is not managed by a controller (set evictUnmanagedPods to evict it)',
+      'cannot drain: 2 pod(s) would block it: ns/c uses emptyDir local storage on disk (volume ' +
+        'scratch; set deleteEmptyDirData to evict it); ns/d is not managed by a controller (set evictUnmanagedPods to evict it)',
     );
   });
 

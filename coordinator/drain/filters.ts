@@ -116,15 +116,38 @@ const mirrorFilter: Filter = (pod) =>
     ? undefined
     : { action: 'skip', reason: 'Mirror' };
 
+// Memory-backed media: tmpfs (`Memory`, the /dev/shm of vLLM, TGI and Triton pods) and
+// hugetlbfs (`HugePages`, `HugePages-2Mi`…). Their contents live in RAM and end with the pod
+// whatever the drain does, so evicting loses nothing a reschedule would have kept.
+const MEMORY_MEDIUM = /^(Memory|HugePages(-.+)?)$/;
+
+/** Names of the pod's emptyDir volumes that are backed by the node's disk (the default medium). */
+export function diskEmptyDirs(pod: V1Pod): string[] {
+  return (pod.spec?.volumes ?? [])
+    .filter((v) => v.emptyDir !== undefined && !MEMORY_MEDIUM.test(v.emptyDir.medium ?? ''))
+    .map((v) => v.name);
+}
+
+/** At most three volume names, so a pod with many volumes cannot flood status. */
+function volumeList(names: readonly string[]): string {
+  const shown = names.slice(0, 3).join(', ');
+  const more = names.length > 3 ? ` and ${names.length - 3} more` : '';
+  return `${names.length === 1 ? 'volume' : 'volumes'} ${shown}${more}`;
+}
+
+// Deviation from kubectl, on purpose: kubectl blocks on every emptyDir; only disk-backed ones
+// block here (see MEMORY_MEDIUM). A pod with both kinds still blocks.
 const localStorageFilter: Filter = (pod, opts) => {
-  const usesEmptyDir = (pod.spec?.volumes ?? []).some((v) => v.emptyDir !== undefined);
-  if (!usesEmptyDir || isFinished(pod)) return undefined;
+  const onDisk = diskEmptyDirs(pod);
+  if (onDisk.length === 0 || isFinished(pod)) return undefined;
   return opts.deleteEmptyDirData
     ? { action: 'evict', warning: 'emptyDir data will be lost' }
     : {
         action: 'block',
         reason: 'LocalStorage',
-        message: 'uses emptyDir local storage (set deleteEmptyDirData to evict it)',
+        message:
+          `uses emptyDir local storage on disk (${volumeList(onDisk)}; ` +
+          'set deleteEmptyDirData to evict it)',
       };
 };
 
