@@ -22,6 +22,7 @@ import { AGENT_LINK_PATH, NODE_HEADER, encode } from '../../shared/protocol.js';
 import { startAgent, type AgentProcess } from '../support/agent-process.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
 import { alive } from '../cluster/cluster.js';
+import { daemonSetBoundTokens } from '../support/agent-daemonset.js';
 import { installCRD } from '../support/crd.js';
 import { maintenances, nodeStatus } from '../support/maintenance.js';
 import {
@@ -153,7 +154,18 @@ async function linkedNode(prefix: string, opts: { start?: boolean } = {}): Promi
   const name = uniqueName(prefix);
   const created = await createSimNode(name, { capacity: { 'nvidia.com/gpu': '1' } });
   cleanups.push(() => deleteSimNode(name));
-  const token = await nodeBoundToken(kc, ns.name, name);
+  // Bound to a DaemonSet pod, as deploy/'s agents are: the drain before a Reboot leaves
+  // DaemonSet pods alone, where a bare pod would block it as unmanaged.
+  const tokens = await daemonSetBoundTokens(
+    kc,
+    ns.name,
+    `agent-${name}`,
+    {
+      'kubernetes.io/hostname': name,
+    },
+    [name],
+  );
+  const token = tokens.get(name) ?? '';
   const home = await mkdtemp(join(tmpdir(), `noma-${name}-`));
   const tokenFile = join(home, 'token');
   await writeFile(tokenFile, token);
@@ -194,12 +206,19 @@ async function waitConnected(nodes: string[]): Promise<void> {
   });
 }
 
-const createMaintenance = (name: string, nodes: string[], actions: Record<string, unknown>[]) =>
-  maintenances(kc, ns.name).create(name, {
+function createMaintenance(
+  name: string,
+  nodes: string[],
+  ...rest: [Record<string, unknown>[]] | [Record<string, unknown>, Record<string, unknown>[]]
+) {
+  const [options, actions] = rest.length === 1 ? [undefined, rest[0]] : rest;
+  return maintenances(kc, ns.name).create(name, {
     linearTicket: 'ENG-5',
     nodeSelector: `kubernetes.io/hostname in (${nodes.join(',')})`,
+    ...(options === undefined ? {} : { options }),
     actions,
   });
+}
 
 const getMaintenance = (name: string) => maintenances(kc, ns.name).get(name);
 
@@ -225,7 +244,8 @@ describe('agent link', () => {
     await writeFile(join(failing.workDir, 'fail-here'), '');
 
     const name = uniqueName('e2e');
-    await createMaintenance(name, names, [
+    // maxFailedNodes 2: the failing node must not halt the others.
+    await createMaintenance(name, names, { maxFailedNodes: 2 }, [
       {
         type: 'Script',
         script: {
