@@ -679,18 +679,14 @@ export class MaintenanceRun {
   private async runAction(name: string, index: number, signal: AbortSignal): Promise<void> {
     const action = this.cr.spec.actions[index];
     if (action === undefined) return;
-    if (
-      (action.type === 'Reboot' || action.type === 'DeleteNode') &&
-      !(await this.drains.drainBeforeEnd(name, index, signal))
-    ) {
-      return;
-    }
     let node = this.node(name);
-    if (
-      node.phase !== 'InAction' ||
-      node.currentActionIndex !== index ||
-      node.actionID === undefined
-    ) {
+    const inFlight =
+      node.phase === 'InAction' && node.currentActionIndex === index && node.actionID !== undefined;
+    if (!inFlight) {
+      const endsPods = action.type === 'Reboot' || action.type === 'DeleteNode';
+      if (endsPods && !(await this.drains.drainBeforeEnd(name, index, signal))) return;
+      // Paused or halted during that drain: the step waits (walkNode holds it).
+      if (this.holdFor(name) !== undefined) return;
       node = await this.steps.start(name, index, action);
     }
     this.retrying.delete(name);
