@@ -310,6 +310,11 @@ export class Controller {
       this.runs.delete(uid);
       this.fleet.notifyChanged();
     } catch (err) {
+      if (statusCode(err) === 404) {
+        // Gone already: someone removed the finalizer, or our removal landed before a retry.
+        this.runs.delete(uid);
+        return;
+      }
       this.opts.log.error({ err, maintenance: cr.metadata.name }, 'finalizing failed; will retry');
     }
   }

@@ -111,6 +111,8 @@ export class MaintenanceRun {
   /** Restore/retry requests, one batch at a time. */
   private requests: Promise<void> = Promise.resolve();
   private haltAnnounced = false;
+  /** Restore/retry entries acted on whose removal from the annotation is not seen yet. */
+  private readonly decided = new Set<string>();
   /** The action steps, one handler per type (action-steps.ts). */
   private readonly steps: ActionSteps;
   private readonly drains: DrainSteps;
@@ -121,7 +123,8 @@ export class MaintenanceRun {
   ) {
     this.key = `${cr.metadata.namespace ?? ''}/${cr.metadata.name ?? ''}`;
     this.log = deps.log.child({ maintenance: this.key });
-    this.haltAnnounced = isHalted(deps.store.nodes(), cr.spec);
+    const nodes = deps.store.nodes();
+    this.haltAnnounced = isHalted(nodes, cr.spec) && !nodes.every(isTerminal);
     this.steps = new ActionSteps(this.host());
     this.drains = new DrainSteps(this.host(), this.log);
   }
@@ -213,6 +216,7 @@ export class MaintenanceRun {
           : 'resumed: nodes go on from where they stopped',
       );
     }
+    if (this.status.observedNodes !== undefined) this.announceHaltChange();
     this.queueRequests();
   }
 
@@ -450,7 +454,6 @@ export class MaintenanceRun {
       await this.waitForChange(signal);
     }
     if (waited && !signal.aborted) {
-      this.announceResumed();
       const { message, ...rest } = this.node(name);
       if (message?.startsWith('waiting: ') === true) await this.setNode(name, rest, true);
     }
@@ -476,12 +479,6 @@ export class MaintenanceRun {
     ac.abort();
   }
 
-  private announceResumed(): void {
-    if (!this.haltAnnounced || isHalted(this.deps.store.nodes(), this.cr.spec)) return;
-    this.haltAnnounced = false;
-    this.event('Normal', 'Resumed', 'failure budget no longer exceeded: nodes go on');
-  }
-
   /**
    * Stops this node where it is (it stays cordoned and keeps its slot), saying why in status
    * and an Event; halts the maintenance when the failure budget is spent.
@@ -502,15 +499,24 @@ export class MaintenanceRun {
         this.log.warn({ err, node: name }, 'could not mark the claim Failed');
       });
     }
-    this.announceHalt();
+    this.announceHaltChange();
     this.deps.fleet.notifyChanged();
   }
 
-  /** Once per halt: an Event and, where a webhook is configured, a message. */
-  private announceHalt(): void {
+  /**
+   * Once per halt: an Event and, where a webhook is configured, a message; and an Event when
+   * the halt ends (restores, retries, a raised budget). Called wherever the count can change.
+   */
+  private announceHaltChange(): void {
     const nodes = this.deps.store.nodes();
-    if (this.haltAnnounced || !isHalted(nodes, this.cr.spec)) return;
-    this.haltAnnounced = true;
+    // A maintenance whose nodes are all finished is Failed, not halted.
+    const halted = isHalted(nodes, this.cr.spec) && !nodes.every(isTerminal);
+    if (halted === this.haltAnnounced) return;
+    this.haltAnnounced = halted;
+    if (!halted) {
+      this.event('Normal', 'Resumed', 'failure budget no longer exceeded: nodes go on');
+      return;
+    }
     const failed = nodes.filter((n) => n.phase === 'Failed');
     const text =
       `maintenance halted: ${failedSummary(failed)} (maxFailedNodes ` +
@@ -708,17 +714,43 @@ export class MaintenanceRun {
   private async handleRequests(): Promise<void> {
     if (this.abort.signal.aborted || this.status.observedNodes === undefined) return;
     const annotations = this.cr.metadata.annotations ?? {};
-    const restore = parseNodeList(annotations[RESTORE_ANNOTATION]);
-    const retry = parseNodeList(annotations[RETRY_ANNOTATION]);
-    if (restore.length === 0 && retry.length === 0) return;
+    const asked = {
+      restore: parseNodeList(annotations[RESTORE_ANNOTATION]),
+      retry: parseNodeList(annotations[RETRY_ANNOTATION]),
+    };
+    // An entry decided here stays in the versions the informer delivers until our removal
+    // lands: decide each once, and forget it once a version without it arrives.
+    const present = new Set([
+      ...asked.restore.map((e) => `restore:${e}`),
+      ...asked.retry.map((e) => `retry:${e}`),
+    ]);
+    for (const k of this.decided) if (!present.has(k)) this.decided.delete(k);
+    const isNew = (request: string) => (e: string) => !this.decided.has(`${request}:${e}`);
+    const restore = asked.restore.filter(isNew('restore'));
+    const retry = asked.retry.filter(isNew('retry'));
+    // Decided before, but a removal that failed (or has not landed yet) leaves them there.
+    const clear = {
+      restore: asked.restore.filter((e) => !isNew('restore')(e)),
+      retry: asked.retry.filter((e) => !isNew('retry')(e)),
+    };
+    if (restore.length === 0 && retry.length === 0) {
+      if (clear.restore.length > 0 || clear.retry.length > 0) await this.deps.clearRequests(clear);
+      return;
+    }
     const plan = planRequests(this.deps.store.nodes(), restore, retry);
+    for (const e of plan.doneRestore) this.decided.add(`restore:${e}`);
+    for (const e of plan.doneRetry) this.decided.add(`retry:${e}`);
     for (const name of plan.restore) await this.restoreNode(name);
     for (const name of plan.retry) await this.retryNode(name);
     for (const r of plan.refused) {
       this.event('Warning', 'RequestRefused', `${r.request} of ${r.node} refused: ${r.reason}`);
     }
-    await this.deps.clearRequests({ restore: plan.doneRestore, retry: plan.doneRetry });
+    this.announceHaltChange();
     this.deps.fleet.notifyChanged();
+    await this.deps.clearRequests({
+      restore: [...clear.restore, ...plan.doneRestore],
+      retry: [...clear.retry, ...plan.doneRetry],
+    });
   }
 
   /** A failed node back to its initial state, or a node not started yet taken out: Restored. */

@@ -175,3 +175,50 @@ export async function reviewToken(token: string, audiences?: string[]) {
   });
   return review.status;
 }
+
+/**
+ * Creates a Node that no kubelet (and no KWOK) serves, reporting Ready False: a NotReady node.
+ * KWOK would make a node it manages Ready again at once, so this one lacks its annotation; pods
+ * bound to it stay Pending. The node lifecycle controller adds its not-ready taints.
+ */
+export async function createNotReadyNode(name: string, opts: SimNodeOptions = {}): Promise<V1Node> {
+  const core = adminKubeConfig().makeApiClient(CoreV1Api);
+  const capacity = { cpu: '64', memory: '512Gi', pods: '110', ...opts.capacity };
+  await core.createNode({
+    body: {
+      metadata: {
+        name,
+        labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', ...opts.labels },
+      },
+      spec: {
+        ...(opts.unschedulable === undefined ? {} : { unschedulable: opts.unschedulable }),
+        ...(opts.taints === undefined ? {} : { taints: opts.taints }),
+      },
+    },
+  });
+  const now = new Date().toISOString();
+  await core.patchNodeStatus(
+    {
+      name,
+      body: {
+        status: {
+          capacity,
+          allocatable: capacity,
+          nodeInfo: { bootID: opts.bootID ?? randomUUID() },
+          conditions: [
+            {
+              type: 'Ready',
+              status: 'False',
+              reason: 'KubeletNotReady',
+              message: 'container runtime is down (simulated)',
+              lastHeartbeatTime: now,
+              lastTransitionTime: now,
+            },
+          ],
+        },
+      },
+    },
+    setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+  );
+  return core.readNode({ name });
+}
