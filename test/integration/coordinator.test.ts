@@ -2,7 +2,14 @@
 // taints, drain, Complete, Notify, deletion, and SIGKILL at several points of a maintenance.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CoreV1Api, PolicyV1Api, type CoreV1Event, type V1Node } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  PatchStrategy,
+  PolicyV1Api,
+  setHeaderOptions,
+  type CoreV1Event,
+  type V1Node,
+} from '@kubernetes/client-node';
 import {
   afterAll,
   beforeAll,
@@ -289,6 +296,104 @@ describe('coordinator', () => {
     // The guarded pod was never evicted.
     const pod = await core.readNamespacedPod({ name: 'guarded', namespace: ns.name });
     expect(pod.metadata?.deletionTimestamp).toBeUndefined();
+  });
+
+  it('drains a PDB-protected non-GPU pod through the Eviction API before a Reboot, waiting for it', async () => {
+    const node = await simNode('pre-reboot');
+    await core.createNamespacedPod({ namespace: ns.name, body: gpuPod('infer', node) });
+    const router = {
+      ...gpuPod('router', node, false),
+      metadata: { name: 'router', labels: { app: 'router' } },
+    };
+    await core.createNamespacedPod({ namespace: ns.name, body: router });
+    const policy = kc.makeApiClient(PolicyV1Api);
+    await policy.createNamespacedPodDisruptionBudget({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'router' },
+        spec: { minAvailable: 1, selector: { matchLabels: { app: 'router' } } },
+      },
+    });
+    await createMaintenance('pre-reboot', {
+      nodeSelector: `kubernetes.io/hostname=${node}`,
+      options: { evictUnmanagedPods: true },
+      actions: [{ type: 'Reboot' }],
+    });
+    // The GPU pod went in the first drain; the router's PDB holds the Reboot back.
+    const held = await waitFor('the drain before Reboot blocked by the PDB', async () => {
+      const n = nodeStatus(await getMaintenance('pre-reboot'), node);
+      return n?.drain?.scope === 'AllPods' && n.drain.blockedBy?.name === 'router' ? n : undefined;
+    });
+    expect(held.actionID).toBeUndefined();
+    expect(held.phase).toBe('Drained');
+    await expect(
+      core.readNamespacedPod({ name: 'infer', namespace: ns.name }),
+    ).rejects.toMatchObject({ code: 404 });
+    await new Promise((r) => setTimeout(r, 1_000));
+    const still = await core.readNamespacedPod({ name: 'router', namespace: ns.name });
+    expect(still.metadata?.deletionTimestamp).toBeUndefined();
+    expect(nodeStatus(await getMaintenance('pre-reboot'), node)?.actionID).toBeUndefined();
+
+    // The PDB allows it now: the router is evicted, then the Reboot is sent (and waits for an
+    // agent, which this coordinator has none of).
+    await policy.patchNamespacedPodDisruptionBudget(
+      { name: 'router', namespace: ns.name, body: { spec: { minAvailable: 0 } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const sent = await waitFor('the Reboot step started', async () => {
+      const n = nodeStatus(await getMaintenance('pre-reboot'), node);
+      return n?.phase === 'InAction' && n.actionID !== undefined ? n : undefined;
+    });
+    expect(sent.currentActionType).toBe('Reboot');
+    expect(sent.drain).toMatchObject({ scope: 'AllPods', evicted: 2, pending: 0 });
+    await waitFor('router gone', () =>
+      core.readNamespacedPod({ name: 'router', namespace: ns.name }).then(
+        () => false,
+        (err: unknown) => (err as { code?: number }).code === 404,
+      ),
+    );
+    await deleteMaintenance('pre-reboot');
+    await waitFor(
+      'maintenance gone',
+      async () => (await getMaintenance('pre-reboot')) === undefined,
+    );
+    expect((await readNode(node)).spec?.unschedulable).toBeFalsy();
+  });
+
+  it('lets a Memory emptyDir go and fails a node whose GPU pod keeps emptyDir data on disk', async () => {
+    const memory = await simNode('shm');
+    const disk = await simNode('disk');
+    const withVolume = (name: string, node: string, emptyDir: Record<string, string>) => {
+      const pod = gpuPod(name, node);
+      return {
+        ...pod,
+        spec: {
+          ...pod.spec,
+          volumes: [{ name: 'data', emptyDir }],
+          containers: pod.spec.containers.map((c) => ({
+            ...c,
+            volumeMounts: [{ name: 'data', mountPath: '/dev/shm' }],
+          })),
+        },
+      };
+    };
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: withVolume('vllm', memory, { medium: 'Memory' }),
+    });
+    await core.createNamespacedPod({ namespace: ns.name, body: withVolume('cache', disk, {}) });
+    await createMaintenance('emptydir', {
+      nodeSelector: `kubernetes.io/hostname in (${memory},${disk})`,
+      options: { evictUnmanagedPods: true, maxFailedNodes: 2 },
+    });
+    const m = await waitPhase('emptydir', ['Completed', 'Failed']);
+    expect(nodeStatus(m, memory)?.phase).toBe('Succeeded');
+    const failed = nodeStatus(m, disk);
+    expect(failed?.phase).toBe('Failed');
+    expect(failed?.message).toMatch(/cache uses emptyDir local storage on disk/);
+    // Nothing was evicted from the refused node.
+    const cache = await core.readNamespacedPod({ name: 'cache', namespace: ns.name });
+    expect(cache.metadata?.deletionTimestamp).toBeUndefined();
   });
 
   it('makes a second maintenance of the same node wait for the first', async () => {
