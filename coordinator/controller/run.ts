@@ -298,6 +298,7 @@ export class MaintenanceRun {
     });
     this.tasks.set(name, task);
   }
+
   /** Resolves the selector once and freezes the result; refusals fail the maintenance. */
   private async select(): Promise<boolean> {
     const spec = this.cr.spec;
