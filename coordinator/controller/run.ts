@@ -399,7 +399,10 @@ export class MaintenanceRun {
       if (signal.aborted) return;
       const node = this.node(name);
       const step = nextStep(node, this.cr.spec);
-      if (step.kind === 'terminal') return;
+      if (step.kind === 'terminal') {
+        await this.releaseClaim(name);
+        return;
+      }
       if (this.startsNewStep(node, step) && (await this.waitWhileHeld(name, signal))) continue;
       switch (step.kind) {
         case 'admit':
@@ -550,27 +553,38 @@ export class MaintenanceRun {
     );
   }
 
-  /** The node is done: its claim goes; without a return to service noma's marks say whose. */
+  /** The node is done; without a return to service its claim goes and noma's marks say whose. */
   private async finishNode(name: string, fields: Partial<NodeStatus>): Promise<void> {
-    const node = this.node(name);
-    const returned = this.cr.spec.actions.some(
-      (a) => a.type === 'Complete' || a.type === 'DeleteNode',
-    );
-    if (!returned && node.initialState !== undefined) {
-      const initial = node.initialState;
-      await this.deps.nodes.release(name, this.uid, {
-        maintenance: this.key,
-        uid: this.uid,
-        unschedulable: !initial.unschedulable,
-        taints: this.ourTaints(node).filter(
-          (t) => !(initial.taints ?? []).some((i) => sameTaint(i, t)),
-        ),
-      });
-    }
     const { actionID: _id, message: _m, job: _j, attempt: _a, ...rest } = this.node(name);
+    // The result first: releasing the claim is a Node write that may queue behind others.
     await this.setNode(name, transition(rest, 'Succeeded', this.deps.now(), fields));
     this.event('Normal', 'NodeSucceeded', 'maintenance of the node finished', name);
     this.deps.fleet.notifyChanged();
+    await this.releaseClaim(name);
+  }
+
+  /**
+   * A Succeeded node that was not returned to service (no Complete or DeleteNode) gives up its
+   * claim for a left-by mark; recorded in status, so a restart in between does it then.
+   */
+  private async releaseClaim(name: string): Promise<void> {
+    const node = this.node(name);
+    const initial = node.initialState;
+    const returned = this.cr.spec.actions.some(
+      (a) => a.type === 'Complete' || a.type === 'DeleteNode',
+    );
+    if (node.phase !== 'Succeeded' || returned || initial === undefined || node.claimReleased) {
+      return;
+    }
+    await this.deps.nodes.release(name, this.uid, {
+      maintenance: this.key,
+      uid: this.uid,
+      unschedulable: !initial.unschedulable,
+      taints: this.ourTaints(node).filter(
+        (t) => !(initial.taints ?? []).some((i) => sameTaint(i, t)),
+      ),
+    });
+    await this.setNode(name, { ...this.node(name), claimReleased: true }, true);
   }
 
   private admissionFor(name: string) {

@@ -83,8 +83,9 @@ export interface NodeOps {
   /** Rewrites the phase in the node's claim, if the claim is `claim.uid`'s. */
   updateClaim(name: string, claim: Claim): Promise<void>;
   /**
-   * The node leaves a maintenance that ends without returning it (no `Complete`): the claim
+   * The node leaves a maintenance that ends without returning it (no `Complete`): its claim
    * goes, and LEFT_BY_ANNOTATION records noma's cordon and taints for a later maintenance.
+   * Nothing happens unless the node carries `uid`'s claim.
    */
   release(name: string, uid: string, leftBy: LeftBy): Promise<void>;
   /**
@@ -195,11 +196,10 @@ export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction): NodeOps {
       }),
     release: (name, uid, leftBy) =>
       update(name, (node) => {
-        const mine = claimOf(node);
-        if (mine !== undefined && mine.uid !== uid) return undefined; // someone else's now
+        // Only our own claim: none means released already (or never taken), and someone
+        // else's means the node has moved on.
+        if (claimOf(node)?.uid !== uid) return undefined;
         const value = formatLeftBy(leftBy);
-        const annotations = node.metadata?.annotations ?? {};
-        if (mine === undefined && annotations[LEFT_BY_ANNOTATION] === value) return undefined;
         return {
           metadata: {
             annotations: { [CLAIM_ANNOTATION]: null, [LEFT_BY_ANNOTATION]: value },

@@ -475,6 +475,13 @@ export const NodeStatusSchema = Type.Object(
     bootIDBeforeReboot: Type.Optional(
       Type.String({ description: 'status.nodeInfo.bootID when the Reboot step started.' }),
     ),
+    claimReleased: Type.Optional(
+      Type.Boolean({
+        description:
+          'The node finished without a return to service, and its noma.dev/claim annotation ' +
+          'was replaced by noma.dev/left-by.',
+      }),
+    ),
     lastExitCode: Type.Optional(Type.Integer({ description: 'Exit code of the last step.' })),
     outputTail: Type.Optional(Type.String({ description: 'Last bytes of the last step output.' })),
     message: Type.Optional(
