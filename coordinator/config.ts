@@ -41,6 +41,18 @@ export interface CoordinatorConfig {
   readonly leaderService: string | undefined;
   /** This pod's IP (downward API), for the leader's EndpointSlice. */
   readonly podIP: string | undefined;
+  /** Not Ready this long: the downtime taint (0: unplanned downtime handling off). */
+  readonly unplannedDowntimeAfterMs: number;
+  /** The taint a node down that long gets (key=value:Effect or key:Effect). */
+  readonly unplannedDowntimeTaint: { key: string; value?: string; effect: string };
+  /** Ready again this long (and its agent back): the taint goes. */
+  readonly unplannedDowntimeSettleMs: number;
+  /** More nodes than this NotReady at once: taint none (a partition, not a node). */
+  readonly unplannedDowntimeMaxNodes: { count: number } | { percent: number };
+  /** Set: nodes whose agent reports lost GPUs get this taint. */
+  readonly degradedGpuTaint: { key: string; value?: string; effect: string } | undefined;
+  /** A node that has not changed phase this long is Stuck (waits the spec asked for aside). */
+  readonly stuckAfterMs: number;
 }
 
 export const HELP = `noma coordinator: carries out NodeMaintenance resources.
@@ -90,6 +102,22 @@ usage: node dist/coordinator/main.js [flags]
   --identity <id>                   leader-election identity (default: $POD_NAME, else
                                     <hostname>-<pid>)
   --status-interval <duration>      how often progress (drain counters) is written (default 1s)
+  --unplanned-downtime-after <d>    a node whose Ready condition has not been True this long gets
+                                    the downtime taint (default 10m; 0 turns it off;
+                                    $NOMA_UNPLANNED_DOWNTIME_AFTER)
+  --unplanned-downtime-taint <t>    that taint, key[=value]:Effect (default
+                                    noma.dev/unreachable:NoExecute; Run:ai: runai=drain:NoExecute;
+                                    $NOMA_UNPLANNED_DOWNTIME_TAINT)
+  --unplanned-downtime-settle <d>   Ready again this long, and its agent back, before the taint
+                                    goes (default 1m; $NOMA_UNPLANNED_DOWNTIME_SETTLE)
+  --unplanned-downtime-max-nodes <n|pct>  with more nodes than this NotReady at once (a partition
+                                    or a control-plane problem) no node is tainted (default 10%,
+                                    at least 1; $NOMA_UNPLANNED_DOWNTIME_MAX_NODES)
+  --degraded-gpu-taint <t>          taint nodes whose agent reports lost GPUs, key[=value]:Effect
+                                    (default: none; $NOMA_DEGRADED_GPU_TAINT)
+  --stuck-after <d>                 a node of a maintenance that has not changed phase this long
+                                    (waits the spec asked for aside) is Stuck (default 2h;
+                                    $NOMA_STUCK_AFTER)
   --log-level <level>               trace|debug|info|warn|error (default info, or $NOMA_LOG_LEVEL)
   -h, --help                        this text
 `;
@@ -161,6 +189,12 @@ export function parseConfig(
         'agent-heartbeat': { type: 'string' },
         'agent-retry': { type: 'string' },
         'leader-service': { type: 'string' },
+        'unplanned-downtime-after': { type: 'string' },
+        'unplanned-downtime-taint': { type: 'string' },
+        'unplanned-downtime-settle': { type: 'string' },
+        'unplanned-downtime-max-nodes': { type: 'string' },
+        'degraded-gpu-taint': { type: 'string' },
+        'stuck-after': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -238,5 +272,69 @@ export function parseConfig(
     agentRetryMs: duration('agent-retry', values['agent-retry'], 5_000),
     leaderService,
     podIP,
+    unplannedDowntimeAfterMs: durationOrZero(
+      'unplanned-downtime-after',
+      values['unplanned-downtime-after'] ?? env['NOMA_UNPLANNED_DOWNTIME_AFTER'],
+      10 * 60_000,
+    ),
+    unplannedDowntimeTaint: taint(
+      'unplanned-downtime-taint',
+      values['unplanned-downtime-taint'] ?? env['NOMA_UNPLANNED_DOWNTIME_TAINT'],
+    ) ?? { key: 'noma.dev/unreachable', effect: 'NoExecute' },
+    unplannedDowntimeSettleMs: duration(
+      'unplanned-downtime-settle',
+      values['unplanned-downtime-settle'] ?? env['NOMA_UNPLANNED_DOWNTIME_SETTLE'],
+      60_000,
+    ),
+    unplannedDowntimeMaxNodes: countOrPercent(
+      'unplanned-downtime-max-nodes',
+      values['unplanned-downtime-max-nodes'] ?? env['NOMA_UNPLANNED_DOWNTIME_MAX_NODES'],
+      { percent: 10 },
+    ),
+    degradedGpuTaint: taint(
+      'degraded-gpu-taint',
+      values['degraded-gpu-taint'] ?? env['NOMA_DEGRADED_GPU_TAINT'],
+    ),
+    stuckAfterMs: duration(
+      'stuck-after',
+      values['stuck-after'] ?? env['NOMA_STUCK_AFTER'],
+      2 * 3_600_000,
+    ),
   };
+}
+
+/** A duration where 0 means "off". */
+function durationOrZero(name: string, text: string | undefined, defMs: number): number {
+  if (text === '0') return 0;
+  return duration(name, text, defMs);
+}
+
+const TAINT =
+  /^([A-Za-z0-9][-A-Za-z0-9_./]*)(?:=([-A-Za-z0-9_.]*))?:(NoSchedule|PreferNoSchedule|NoExecute)$/;
+
+/** `key[=value]:Effect`, as kubectl taint writes it. */
+function taint(
+  name: string,
+  text: string | undefined,
+): { key: string; value?: string; effect: string } | undefined {
+  if (text === undefined) return undefined;
+  const m = TAINT.exec(text);
+  if (m?.[1] === undefined || m[3] === undefined) {
+    throw new ConfigError(
+      `--${name} must be key[=value]:Effect (NoSchedule, PreferNoSchedule or NoExecute), got ${JSON.stringify(text)}`,
+    );
+  }
+  return { key: m[1], ...(m[2] === undefined ? {} : { value: m[2] }), effect: m[3] };
+}
+
+/** A count >= 1, or a percentage such as 10%. */
+function countOrPercent(
+  name: string,
+  text: string | undefined,
+  def: { count: number } | { percent: number },
+): { count: number } | { percent: number } {
+  if (text === undefined) return def;
+  const pct = /^([0-9]+)%$/.exec(text);
+  if (pct?.[1] !== undefined) return { percent: Number(pct[1]) };
+  return { count: int(name, text, 1, 1) };
 }

@@ -144,6 +144,19 @@ export const OptionsSchema = Type.Object(
           'the taint-eviction controller never ends a pod around its PodDisruptionBudget.',
       }),
     ),
+    skipWaitForDeleteTimeout: Type.Optional(
+      Duration(
+        'On a node that is not Ready (no kubelet to confirm it), a pod whose deletion has been ' +
+          'pending longer than this counts as gone, like kubectl drain ' +
+          '--skip-wait-for-delete-timeout. Default 1m; never applies on Ready nodes.',
+      ),
+    ),
+    agentTimeout: Type.Optional(
+      Duration(
+        "How long a Script/Run/Reboot waits for the node's agent to be connected before the " +
+          'node fails with reason AgentUnavailable. Default 15m.',
+      ),
+    ),
     allowControlPlane: Type.Optional(
       Type.Boolean({
         description:
