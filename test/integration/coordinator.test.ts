@@ -1,7 +1,5 @@
 // The coordinator process against the real API server: selection, blast radius, cordon and
 // taints, drain, Complete, Notify, deletion, and SIGKILL at several points of a maintenance.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   CoreV1Api,
   PatchStrategy,
@@ -22,6 +20,7 @@ import {
 } from 'vitest';
 import type { NodeStatus } from '../../shared/api/index.js';
 import { installCRD } from '../support/crd.js';
+import { startWebhookRecorder, type WebhookRecorder } from '../support/webhook.js';
 import { maintenances, nodeStatus } from '../support/maintenance.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
 import {
@@ -38,10 +37,7 @@ const core = kc.makeApiClient(CoreV1Api);
 let ns: Awaited<ReturnType<typeof createNamespace>>;
 let coordinator: CoordinatorProcess;
 const nodes: string[] = [];
-const webhook: { server?: Server; url: string; posts: { channel: string; text: string }[] } = {
-  url: '',
-  posts: [],
-};
+let webhook: WebhookRecorder;
 const leaseName = uniqueName('lease');
 const coordinatorArgs = () => [
   '--namespace',
@@ -63,22 +59,13 @@ const coordinatorArgs = () => [
 beforeAll(async () => {
   await installCRD(kc);
   ns = await createNamespace('coord');
-  webhook.server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      webhook.posts.push(JSON.parse(body) as { channel: string; text: string });
-      res.writeHead(200).end('ok');
-    });
-  });
-  await new Promise<void>((r) => webhook.server?.listen(0, '127.0.0.1', r));
-  webhook.url = `http://127.0.0.1:${(webhook.server.address() as AddressInfo).port}/hook`;
+  webhook = await startWebhookRecorder();
   coordinator = await startCoordinator(inject('kubeconfig'), coordinatorArgs());
 });
 
 afterAll(async () => {
   await coordinator.kill('SIGTERM');
-  webhook.server?.close();
+  await webhook.close();
   await ns.remove();
   await Promise.all(nodes.map(deleteSimNode));
 });

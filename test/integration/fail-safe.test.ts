@@ -4,8 +4,6 @@
 // Steps are image-based Runs, so they run as pods that KWOK starts and the test ends (the
 // kubelet's part): the pods the coordinator creates are the executor whose side effects the test
 // counts from outside, with every version of the Nodes (a watch) and the webhook's POSTs.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CoreV1Api,
@@ -32,6 +30,7 @@ import { GROUP, PLURAL, VERSION, type NodeMaintenance } from '../../shared/api/i
 import { runNoma } from '../support/cli.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
 import { installCRD } from '../support/crd.js';
+import { startWebhookRecorder, type WebhookRecorder } from '../support/webhook.js';
 import {
   adminKubeConfig,
   createNamespace,
@@ -65,10 +64,7 @@ const custom = kc.makeApiClient(CustomObjectsApi);
 let ns: Awaited<ReturnType<typeof createNamespace>>;
 let coordinator: CoordinatorProcess;
 const nodes: string[] = [];
-const webhook: { server?: Server; url: string; posts: { channel: string; text: string }[] } = {
-  url: '',
-  posts: [],
-};
+let webhook: WebhookRecorder;
 const leaseName = uniqueName('lease');
 const coordinatorArgs = () => [
   '--namespace',
@@ -93,22 +89,13 @@ const cleanups: (() => Promise<void>)[] = [];
 beforeAll(async () => {
   await installCRD(kc);
   ns = await createNamespace('failsafe');
-  webhook.server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      webhook.posts.push(JSON.parse(body) as { channel: string; text: string });
-      res.writeHead(200).end('ok');
-    });
-  });
-  await new Promise<void>((r) => webhook.server?.listen(0, '127.0.0.1', r));
-  webhook.url = `http://127.0.0.1:${(webhook.server.address() as AddressInfo).port}/hook`;
+  webhook = await startWebhookRecorder();
   coordinator = await startCoordinator(inject('kubeconfig'), coordinatorArgs());
 });
 
 afterAll(async () => {
   await coordinator.kill('SIGTERM');
-  webhook.server?.close();
+  await webhook.close();
   await ns.remove();
   await Promise.all(nodes.map(deleteSimNode));
 });
@@ -622,7 +609,11 @@ describe('fail-safe maintenance', () => {
     });
     await waitPhase('leaves', 'Completed');
     for (const n of [left, admin]) {
-      const node = await readNode(n);
+      // The result is in status first; the claim gives way to the left-by mark right after.
+      const node = await waitFor(`${n} released`, async () => {
+        const v = await readNode(n);
+        return annotation(v, LEFT_BY) === undefined ? undefined : v;
+      });
       expect(node.spec?.unschedulable, n).toBe(true);
       expect(taintKeys(node).sort(), n).toEqual(['example.com/m1', NOMA_TAINT]);
       expect(annotation(node, CLAIM), n).toBeUndefined();
