@@ -8,6 +8,15 @@ import type { AgentMetrics } from './health/metrics.js';
 import { computeLabels, type Labels } from './labels/compute.js';
 import type { NodeLabeler } from './labels/node-labeler.js';
 import type { LabelRules, RulesResult } from './labels/rules.js';
+import type { V1Node } from '@kubernetes/client-node';
+import {
+  ACCEPT_INVENTORY_ANNOTATION,
+  GPU_HEALTH_DETAIL_ANNOTATION,
+  GPU_HEALTH_LABEL,
+  type GpuHealth,
+} from '../shared/labels.js';
+import { decideHealth, type HealthDecision, type HealthEvent } from './inventory/health.js';
+import type { RememberedInventory } from './inventory/store.js';
 
 export interface Inventory {
   /** `absent`: no NVIDIA driver on this node (a CPU node), not an error. */
@@ -28,6 +37,13 @@ export interface AgentStatus {
   readonly inventory: Inventory | null;
   readonly host: HostFacts | null;
   readonly labels: Readonly<Labels> | null;
+  /** Null until the first discovery; `expected` is the remembered inventory's size. */
+  readonly gpuHealth: {
+    readonly health: GpuHealth;
+    readonly expected: number;
+    readonly answering: number;
+    readonly lost: number;
+  } | null;
   readonly lastError: { readonly message: string; readonly at: string } | null;
   readonly consecutiveFailures: number;
   readonly nextDiscoveryAt: string | null;
@@ -46,6 +62,12 @@ export interface AgentDeps {
   readonly reloadRules?: () => Promise<RulesResult>;
   /** First retry delay after a failure; doubles up to the interval. */
   readonly retryBaseMs?: number;
+  /** The inventory remembered in the state dir at start. */
+  readonly remembered?: RememberedInventory;
+  /** Stores what is to be remembered (the state dir); a failure is logged, not fatal. */
+  readonly remember?: (inventory: RememberedInventory) => Promise<void>;
+  /** Records an Event on the Node (GPULost and friends). */
+  readonly recordEvent?: (event: HealthEvent) => Promise<void>;
 }
 
 /**
@@ -57,6 +79,10 @@ export class Agent {
   private rules: LabelRules;
   private inventory: Inventory | null = null;
   private host: HostFacts | null = null;
+  private remembered: RememberedInventory;
+  private health: HealthDecision | undefined;
+  /** The accept-inventory annotation as last seen on the Node. */
+  private accept: string | undefined;
   private lastError: { message: string; at: string } | null = null;
   private failures = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -67,6 +93,15 @@ export class Agent {
 
   constructor(private readonly deps: AgentDeps) {
     this.rules = deps.rules;
+    this.remembered = deps.remembered ?? { gpus: undefined, announced: '' };
+  }
+
+  /** Every sighting of the Node (the labeler's watch): an accept-inventory request runs now. */
+  observeNode(node: V1Node): void {
+    const value = node.metadata?.annotations?.[ACCEPT_INVENTORY_ANNOTATION];
+    if (value === this.accept) return;
+    this.accept = value;
+    if (value !== undefined) this.trigger('accept-inventory');
   }
 
   start(): void {
@@ -161,6 +196,7 @@ export class Agent {
       return;
     }
     const gpus = detection.kind === 'gpus' ? detection.gpus : [];
+    const deviceErrors = detection.kind === 'gpus' ? detection.deviceErrors : [];
     const inventory: Inventory = {
       driver: detection.kind === 'gpus' ? 'present' : 'absent',
       gpus,
@@ -176,16 +212,67 @@ export class Agent {
         'GPU inventory',
       );
     }
-    const labels = computeLabels({ nodeName: this.deps.nodeName, gpus }, this.rules);
+    const accept = this.accept;
+    const decision = decideHealth({
+      baseline: this.remembered.gpus,
+      answering: gpus,
+      deviceErrors,
+      accept,
+      announced: this.remembered.announced,
+    });
+    const { labels, annotations } = this.desiredFor(decision);
     try {
-      await labeler.setDesired(labels);
+      await labeler.setDesired(labels, annotations);
     } catch (err) {
       this.fail(labeler.state.lastError ?? (err as Error).message);
       return;
     }
+    if (decision.acceptHandled && this.accept === accept) this.accept = undefined;
+    await this.settle(decision);
     this.failures = 0;
     this.lastError = null;
     this.schedule(this.deps.intervalMs);
+  }
+
+  /** Labels from the GPUs the decision describes (the remembered ones while some are lost). */
+  private desiredFor(decision: HealthDecision): {
+    labels: Labels;
+    annotations: Record<string, string | null>;
+  } {
+    const labels = computeLabels(
+      { nodeName: this.deps.nodeName, gpus: decision.labelGpus },
+      this.rules,
+    );
+    // A CPU node has no GPU health; a node whose GPUs all went has one: degraded.
+    if (decision.labelGpus.length > 0 || decision.lostCount > 0) {
+      labels[GPU_HEALTH_LABEL] = decision.health;
+    }
+    const annotations: Record<string, string | null> = {
+      [GPU_HEALTH_DETAIL_ANNOTATION]: decision.detail,
+    };
+    if (decision.acceptHandled) annotations[ACCEPT_INVENTORY_ANNOTATION] = null;
+    return { labels, annotations };
+  }
+
+  /** Once the labels are out: the metric, the state dir and the Event. */
+  private async settle(decision: HealthDecision): Promise<void> {
+    const { log, metrics } = this.deps;
+    this.health = decision;
+    metrics.gpusLost.set(decision.lostCount);
+    const next = { gpus: decision.baseline, announced: decision.announced };
+    if (JSON.stringify(next) !== JSON.stringify(this.remembered)) {
+      this.remembered = next;
+      await this.deps.remember?.(next).catch((err: unknown) => {
+        log.warn({ err: (err as Error).message }, 'could not write the inventory to the state dir');
+      });
+    }
+    const { event } = decision;
+    if (event === undefined) return;
+    const level = event.type === 'Warning' ? 'warn' : 'info';
+    log[level]({ reason: event.reason, lost: decision.lost }, event.message);
+    await this.deps.recordEvent?.(event).catch((err: unknown) => {
+      log.warn({ err: (err as Error).message, reason: event.reason }, 'could not record the Event');
+    });
   }
 
   readiness(): Readiness {
@@ -212,6 +299,15 @@ export class Agent {
       inventory: this.inventory,
       host: this.host,
       labels: this.deps.labeler.state.desired ?? null,
+      gpuHealth:
+        this.health === undefined
+          ? null
+          : {
+              health: this.health.health,
+              expected: this.health.expected,
+              answering: this.inventory?.gpus.length ?? 0,
+              lost: this.health.lostCount,
+            },
       lastError: this.lastError,
       consecutiveFailures: this.failures,
       nextDiscoveryAt: this.nextAt?.toISOString() ?? null,

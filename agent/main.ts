@@ -16,6 +16,8 @@ import { NodeLabeler } from './labels/node-labeler.js';
 import { prepareStateDir, readOwnedLabels, writeOwnedLabels } from './state.js';
 import { LocalExecutor, NsenterExecutor, type HostExecutor } from './actions/executor.js';
 import { AgentLink } from './link.js';
+import { nodeEventRecorder } from './inventory/events.js';
+import { readInventory, writeInventory } from './inventory/store.js';
 
 function executorFor(config: AgentConfig): HostExecutor {
   if (config.executor === 'host') {
@@ -70,6 +72,8 @@ async function main(): Promise<number> {
   }
 
   const metrics = createMetrics();
+  // The labeler's watch sees the Node first; the agent (made below) acts on what it shows.
+  const nodeSeen: { agent?: Agent } = {};
   const labeler = new NodeLabeler({
     api: kube,
     nodeName: config.nodeName,
@@ -80,6 +84,9 @@ async function main(): Promise<number> {
       writeOwnedLabels(config.stateDir, config.nodeName, owned).catch((err: unknown) => {
         log.warn({ err: (err as Error).message }, 'could not write the state dir');
       });
+    },
+    onNode: (node) => {
+      nodeSeen.agent?.observeNode(node);
     },
   });
   const { rulesFile } = config;
@@ -93,7 +100,11 @@ async function main(): Promise<number> {
     detect: () => detectGpus({ path: config.nvidiaSmi, timeoutMs: config.nvidiaSmiTimeoutMs }),
     hostFacts: readHostFacts,
     ...(rulesFile === undefined ? {} : { reloadRules: () => loadRules(rulesFile) }),
+    remembered: await readInventory(config.stateDir, config.nodeName),
+    remember: (inventory) => writeInventory(config.stateDir, config.nodeName, inventory),
+    recordEvent: nodeEventRecorder(kube, config.nodeName),
   });
+  nodeSeen.agent = agent;
   const link =
     config.coordinatorUrl === undefined
       ? undefined

@@ -9,6 +9,7 @@ import {
   resumeCommand,
   retryCommand,
 } from './maintenance/command.js';
+import { acceptInventoryCommand } from './nodes/accept-inventory.js';
 import { nodesCommand } from './nodes/command.js';
 import { statusCommand } from './status/command.js';
 
@@ -17,6 +18,14 @@ export function binName(argv1: string | undefined): string {
   return argv1 !== undefined && /(^|[\\/])kubectl-noma(\.[cm]?js)?$/.test(argv1)
     ? 'kubectl noma'
     : 'noma';
+}
+
+/** `nodes` lists; `nodes accept-inventory NODE` acts on one node (its own file). */
+function nodesWithSubcommands(io: CliIO, bin: string, setExit: (code: number) => void): Command {
+  // Positional: the subcommand's --context/--kubeconfig are its own, not the listing's.
+  return nodesCommand(io, bin, setExit)
+    .enablePositionalOptions()
+    .addCommand(acceptInventoryCommand(io, bin, setExit));
 }
 
 function buildProgram(io: CliIO, bin: string, setExit: (code: number) => void): Command {
@@ -48,7 +57,7 @@ Run '${bin} <command> --help' for a command's flags and examples.
     );
   for (const cmd of [
     initCommand(io, bin),
-    nodesCommand(io, bin, setExit),
+    nodesWithSubcommands(io, bin, setExit),
     statusCommand(io, bin, setExit),
     pauseCommand(io, bin, setExit),
     resumeCommand(io, bin, setExit),

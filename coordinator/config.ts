@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../shared/duration.js';
+import { parseSelector } from './downtime/selector.js';
 
 export interface ObjectRef {
   readonly namespace: string;
@@ -51,6 +52,10 @@ export interface CoordinatorConfig {
   readonly unplannedDowntimeMaxNodes: { count: number } | { percent: number };
   /** Set: nodes whose agent reports lost GPUs get this taint. */
   readonly degradedGpuTaint: { key: string; value?: string; effect: string } | undefined;
+  /** Only nodes matching this label selector are watched for unplanned downtime ('' = all). */
+  readonly unplannedDowntimeNodeSelector: string;
+  /** Only nodes matching this label selector get the degraded-GPU taint ('' = all). */
+  readonly degradedGpuNodeSelector: string;
   /** A node that has not changed phase this long is Stuck (waits the spec asked for aside). */
   readonly stuckAfterMs: number;
 }
@@ -113,8 +118,13 @@ usage: node dist/coordinator/main.js [flags]
   --unplanned-downtime-max-nodes <n|pct>  with more nodes than this NotReady at once (a partition
                                     or a control-plane problem) no node is tainted (default 10%,
                                     at least 1; $NOMA_UNPLANNED_DOWNTIME_MAX_NODES)
+  --unplanned-downtime-node-selector <sel>  watch only the nodes this label selector matches
+                                    (the cap counts them only; default: all nodes;
+                                    $NOMA_UNPLANNED_DOWNTIME_NODE_SELECTOR)
   --degraded-gpu-taint <t>          taint nodes whose agent reports lost GPUs, key[=value]:Effect
                                     (default: none; $NOMA_DEGRADED_GPU_TAINT)
+  --degraded-gpu-node-selector <sel>  only nodes this label selector matches get that taint
+                                    (default: all; $NOMA_DEGRADED_GPU_NODE_SELECTOR)
   --stuck-after <d>                 a node of a maintenance that has not changed phase this long
                                     (waits the spec asked for aside) is Stuck (default 2h;
                                     $NOMA_STUCK_AFTER)
@@ -194,6 +204,8 @@ export function parseConfig(
         'unplanned-downtime-settle': { type: 'string' },
         'unplanned-downtime-max-nodes': { type: 'string' },
         'degraded-gpu-taint': { type: 'string' },
+        'unplanned-downtime-node-selector': { type: 'string' },
+        'degraded-gpu-node-selector': { type: 'string' },
         'stuck-after': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -295,12 +307,29 @@ export function parseConfig(
       'degraded-gpu-taint',
       values['degraded-gpu-taint'] ?? env['NOMA_DEGRADED_GPU_TAINT'],
     ),
+    unplannedDowntimeNodeSelector: selector(
+      'unplanned-downtime-node-selector',
+      values['unplanned-downtime-node-selector'] ?? env['NOMA_UNPLANNED_DOWNTIME_NODE_SELECTOR'],
+    ),
+    degradedGpuNodeSelector: selector(
+      'degraded-gpu-node-selector',
+      values['degraded-gpu-node-selector'] ?? env['NOMA_DEGRADED_GPU_NODE_SELECTOR'],
+    ),
     stuckAfterMs: duration(
       'stuck-after',
       values['stuck-after'] ?? env['NOMA_STUCK_AFTER'],
       2 * 3_600_000,
     ),
   };
+}
+
+/** A label selector the coordinator can match itself ('' matches every node). */
+function selector(name: string, text: string | undefined): string {
+  if (text === undefined) return '';
+  if (parseSelector(text) === undefined) {
+    throw new ConfigError(`--${name} is not a label selector: ${JSON.stringify(text)}`);
+  }
+  return text;
 }
 
 /** A duration where 0 means "off". */

@@ -25,6 +25,10 @@ import { LeaderElector } from './leader.js';
 import { createMetrics } from './metrics.js';
 import { kubeNodeOps } from './nodes/node-ops.js';
 import { kubeNodeWatcher } from './nodes/node-watch.js';
+import { kubeNodeCache } from './nodes/node-cache.js';
+import { parseSelector } from './downtime/selector.js';
+import { DowntimeWatch } from './downtime/watch.js';
+import { GpuHealthTainter } from './gpu-health/tainter.js';
 
 /** How often the leader re-reads its TLS Secret (renewal, or a Secret replaced by others). */
 const TLS_RECHECK_MS = 3_600_000;
@@ -48,6 +52,8 @@ async function main(config: CoordinatorConfig): Promise<void> {
     controller?: Controller;
     link?: AgentLinkServer;
     dispatcher?: ActionDispatcher;
+    downtime?: DowntimeWatch;
+    gpuHealth?: GpuHealthTainter;
   } = {};
   const metrics = createMetrics(() => running.controller);
   const elector = new LeaderElector({
@@ -72,6 +78,9 @@ async function main(config: CoordinatorConfig): Promise<void> {
         ready: !leader || informerFresh,
         role: leader ? 'leader' : 'standby',
         informerFresh,
+        ...(running.downtime === undefined
+          ? {}
+          : { unplannedDowntime: running.downtime.readiness() }),
       };
     },
   });
@@ -90,6 +99,8 @@ async function main(config: CoordinatorConfig): Promise<void> {
     // Aborts from here on are a shutdown, not a cancel: agents keep running their actions and
     // action pods stay, for the next leader to attach to.
     running.dispatcher?.detach?.();
+    running.downtime?.stop();
+    running.gpuHealth?.stop();
     await running.controller?.stop();
     await running.link?.close();
     await elector.release();
@@ -207,8 +218,11 @@ async function main(config: CoordinatorConfig): Promise<void> {
   // that 2000 nodes starting together do not open 2000 connections at once.
   const apiLimit = pLimit(128);
   const notifier = webhookNotifier({ url: config.notifyWebhookUrl });
+  // One Node informer for the controller and the downtime watch.
+  const nodeCache = kubeNodeCache(kc, log.child({ component: 'node-cache' }));
   const controller = new Controller({
     kc,
+    nodeCache,
     log: log.child({ component: 'controller' }),
     nodes: kubeNodeOps(kc, apiLimit),
     drain: async (node, opts, onProgress, signal) => {
@@ -244,6 +258,10 @@ async function main(config: CoordinatorConfig): Promise<void> {
     maxSelectedNodes: config.maxSelectedNodes,
     statusIntervalMs: config.statusIntervalMs,
     watchNamespace: config.watchNamespace,
+    stuckAfterMs: config.stuckAfterMs,
+    observePhase: (phase, seconds) => {
+      metrics.phaseDuration.observe({ phase }, seconds);
+    },
     skipPod: (pod: V1Pod) =>
       pod.metadata?.namespace === config.namespace &&
       pod.metadata.labels?.[COORDINATOR_LABEL[0]] === COORDINATOR_LABEL[1],
@@ -251,6 +269,116 @@ async function main(config: CoordinatorConfig): Promise<void> {
   running.controller = controller;
   await controller.start();
   log.info('watching NodeMaintenances');
+  if (config.unplannedDowntimeAfterMs > 0) {
+    running.downtime = startDowntime(config, {
+      kc,
+      log,
+      nodeCache,
+      metrics,
+      limit: apiLimit,
+      agents: {
+        isConnected: (node) => running.link?.isConnected(node) ?? false,
+        hasConnected: (node) => running.link?.hasConnected(node) ?? false,
+      },
+    });
+  }
+  if (config.degradedGpuTaint !== undefined) {
+    running.gpuHealth = startGpuHealth(config.degradedGpuTaint, {
+      kc,
+      log,
+      nodeCache,
+      metrics,
+      selector: config.degradedGpuNodeSelector,
+    });
+  }
+}
+
+/** The degraded-GPU taint of the leader (coordinator/gpu-health/), --degraded-gpu-taint. */
+function startGpuHealth(
+  taint: NonNullable<CoordinatorConfig['degradedGpuTaint']>,
+  deps: {
+    kc: SharedAgentKubeConfig;
+    log: ReturnType<typeof createLogger>;
+    nodeCache: ReturnType<typeof kubeNodeCache>;
+    metrics: ReturnType<typeof createMetrics>;
+    /** --degraded-gpu-node-selector */
+    selector: string;
+  },
+): GpuHealthTainter {
+  const log = deps.log.child({ component: 'gpu-health' });
+  const selectorText = deps.selector;
+  const select = parseSelector(selectorText);
+  if (select === undefined) throw new Error(`invalid node selector ${selectorText}`);
+  const tainter = new GpuHealthTainter({
+    kc: deps.kc,
+    log,
+    cache: deps.nodeCache,
+    select,
+    taint,
+    registry: deps.metrics.registry,
+    events: kubeEventRecorder(deps.kc, log, {
+      onDropped: (why) => {
+        deps.metrics.eventsDropped.inc({ why });
+      },
+    }),
+  });
+  tainter.start().catch((err: unknown) => {
+    log.error({ err }, 'degraded-GPU taint failed to start');
+  });
+  return tainter;
+}
+
+/** The unplanned-downtime watch of the leader (coordinator/downtime/). */
+function startDowntime(
+  config: CoordinatorConfig,
+  deps: {
+    kc: SharedAgentKubeConfig;
+    log: ReturnType<typeof createLogger>;
+    nodeCache: ReturnType<typeof kubeNodeCache>;
+    metrics: ReturnType<typeof createMetrics>;
+    limit: ReturnType<typeof pLimit>;
+    agents: { isConnected(node: string): boolean; hasConnected(node: string): boolean };
+  },
+): DowntimeWatch {
+  const log = deps.log.child({ component: 'downtime' });
+  // Scopes the watch to some nodes (and the partition count with it).
+  const selectorText = config.unplannedDowntimeNodeSelector;
+  const select = parseSelector(selectorText);
+  if (select === undefined) throw new Error(`invalid node selector ${selectorText}`);
+  const notifier = webhookNotifier({ url: config.notifyWebhookUrl });
+  const watch = new DowntimeWatch({
+    kc: deps.kc,
+    log,
+    cache: deps.nodeCache,
+    config: {
+      afterMs: config.unplannedDowntimeAfterMs,
+      settleMs: config.unplannedDowntimeSettleMs,
+      maxNodes: config.unplannedDowntimeMaxNodes,
+      taint: config.unplannedDowntimeTaint,
+    },
+    registry: deps.metrics.registry,
+    events: kubeEventRecorder(deps.kc, log, {
+      onDropped: (why) => {
+        deps.metrics.eventsDropped.inc({ why });
+      },
+    }),
+    notifier: {
+      send: async (msg, signal) => {
+        const outcome = await notifier.send(msg, signal);
+        if (!outcome.delivered && config.notifyWebhookUrl !== undefined) {
+          deps.metrics.notifyFailures.inc();
+        }
+        return outcome;
+      },
+    },
+    agents: deps.agents,
+    limit: deps.limit,
+    select,
+  });
+  watch.start().catch((err: unknown) => {
+    log.error({ err }, 'unplanned-downtime watch failed to start');
+  });
+  return watch;
 }
 
 let config: CoordinatorConfig | 'help';

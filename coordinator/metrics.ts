@@ -10,6 +10,7 @@ export interface CoordinatorMetrics {
   readonly drainEvents: Counter<'event'>;
   readonly drainDuration: Histogram<'result'>;
   readonly eventsDropped: Counter<'why'>;
+  readonly phaseDuration: Histogram<'phase'>;
 }
 
 export function createMetrics(controller: () => Controller | undefined): CoordinatorMetrics {
@@ -65,5 +66,23 @@ export function createMetrics(controller: () => Controller | undefined): Coordin
     labelNames: ['why'],
     registers: [registry],
   });
-  return { registry, notifyFailures, drainEvents, drainDuration, eventsDropped };
+  // Issue 12 (states): time per node phase, and nodes Stuck now (--stuck-after).
+  const phaseDuration = new Histogram({
+    name: 'noma_node_phase_duration_seconds',
+    help: 'Time a node of a maintenance spent in a phase, observed as it leaves the phase',
+    labelNames: ['phase'],
+    buckets: [1, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'noma_nodes_stuck',
+    help: 'Nodes of maintenances that have not changed phase for longer than --stuck-after (waits the spec asked for aside)',
+    registers: [registry],
+    collect() {
+      let n = 0;
+      for (const run of controller()?.runsSnapshot() ?? []) n += run.stuckNodes().length;
+      this.set(n);
+    },
+  });
+  return { registry, notifyFailures, drainEvents, drainDuration, eventsDropped, phaseDuration };
 }

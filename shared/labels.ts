@@ -62,3 +62,19 @@ export function sanitizeLabelValue(text: string): string {
     .slice(0, MAX_LABEL_VALUE_LENGTH)
     .replace(/[^A-Za-z0-9]+$/, '');
 }
+
+/**
+ * GPU health, kept by the agent: `healthy`, or `degraded` when fewer GPUs answer than the
+ * inventory it remembers (the count and tier labels then stay as they were).
+ */
+export const GPU_HEALTH_LABEL = 'noma.dev/gpu.health';
+export type GpuHealth = 'healthy' | 'degraded';
+
+/** On a degraded Node: JSON {expected, answering, lost: [...]} (bounded), for people and tools. */
+export const GPU_HEALTH_DETAIL_ANNOTATION = 'noma.dev/gpu.health-detail';
+
+/**
+ * Set by an operator (`noma nodes accept-inventory`) to the number of GPUs that answer now:
+ * the agent takes that inventory as its new baseline and removes the annotation.
+ */
+export const ACCEPT_INVENTORY_ANNOTATION = 'noma.dev/accept-inventory';

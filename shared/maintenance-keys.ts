@@ -74,3 +74,20 @@ export const CLAIM_ANNOTATION = 'noma.dev/claim';
  * service; a cordon an admin made before stays.
  */
 export const LEFT_BY_ANNOTATION = 'noma.dev/left-by';
+
+/**
+ * Node annotation: the unplanned-downtime taint the coordinator put on a node that stayed not
+ * Ready (coordinator/downtime/). JSON,
+ * `{"taint":{"key":…,"value":…,"effect":…},"downSince":"<RFC 3339>","taintedAt":"<RFC 3339>","agent":true}`;
+ * `agent`: an agent was connected for the node before it went down, so the taint goes only
+ * once it has reconnected. Written in the same resourceVersion-guarded patch as the taint and
+ * removed with it: noma removes only a taint this records, and a new leader carries on from it.
+ */
+export const DOWNTIME_ANNOTATION = 'noma.dev/unplanned-downtime';
+
+/**
+ * On a Node: the taint (`key[=value]:Effect`) the coordinator added because the agent marked
+ * the node's GPUs degraded (--degraded-gpu-taint). Only a taint recorded here is ever removed
+ * by noma; one that was on the node before stays.
+ */
+export const DEGRADED_GPU_TAINT_ANNOTATION = 'noma.dev/degraded-gpu-taint';

@@ -46,6 +46,21 @@ describe('detectGpus', () => {
     if (result.kind === 'error') expect(result.error).toMatch(error);
   });
 
+  it('reads a device error (exit 15) as the GPUs that answer plus the lost device', async () => {
+    withFixture('h100-sxm-x8-device-error.txt');
+    const result = await detectGpus({ path: FAKE_NVIDIA_SMI, timeoutMs: 5_000 });
+    expect(result.kind).toBe('gpus');
+    if (result.kind !== 'gpus') return;
+    expect(result.gpus).toHaveLength(7);
+    expect(result.deviceErrors).toEqual([{ pciBusId: '0000:5D:00.0', error: 'Unknown Error' }]);
+  });
+
+  it('reads one GPU gone from an 8-GPU node as seven GPUs and no error', async () => {
+    withFixture('h100-sxm-x8-one-gone.csv');
+    const result = await detectGpus({ path: FAKE_NVIDIA_SMI, timeoutMs: 5_000 });
+    expect(result.kind === 'gpus' && [result.gpus.length, result.deviceErrors]).toEqual([7, []]);
+  });
+
   it('kills a hanging nvidia-smi after the timeout and reports it', async () => {
     withFixture('hang.txt');
     const started = Date.now();

@@ -1,13 +1,21 @@
 import { execa } from 'execa';
-import { BASE_FIELDS, FULL_QUERY, parseGpuCsv, queryArgs, type Gpu } from './nvidia-smi.js';
+import {
+  BASE_FIELDS,
+  FULL_QUERY,
+  parseGpuCsv,
+  queryArgs,
+  type DeviceError,
+  type Gpu,
+} from './nvidia-smi.js';
 
 /**
  * The three outcomes of asking the driver. `absent` (no nvidia-smi binary) is a normal CPU node;
  * `error` is anything else that did not yield a complete inventory, and must never be read as
- * "no GPUs".
+ * "no GPUs". `gpus` may come with `deviceErrors`: devices nvidia-smi knows but could not read
+ * (the agent counts them as lost, never as absent).
  */
 export type GpuDetection =
-  | { kind: 'gpus'; gpus: Gpu[] }
+  | { kind: 'gpus'; gpus: Gpu[]; deviceErrors: DeviceError[] }
   | { kind: 'absent'; detail: string }
   | { kind: 'error'; error: string };
 
@@ -21,6 +29,9 @@ export interface NvidiaSmiOptions {
 interface RunOutcome {
   ok: boolean;
   stdout: string;
+  stderr: string;
+  /** It ran and exited with a status (not killed, not timed out). */
+  exited?: boolean;
   /** Why the run failed; set when ok is false. */
   failure?: string;
   missing?: boolean;
@@ -45,10 +56,16 @@ async function run(opts: NvidiaSmiOptions, args: string[]): Promise<RunOutcome> 
     maxBuffer: 1024 * 1024,
     ...(opts.signal === undefined ? {} : { cancelSignal: opts.signal }),
   });
-  if (!result.failed) return { ok: true, stdout: result.stdout };
+  if (!result.failed) return { ok: true, stdout: result.stdout, stderr: result.stderr };
   const said = firstLines(`${result.stdout}\n${result.stderr}`);
   if (result.code === 'ENOENT') {
-    return { ok: false, stdout: '', missing: true, failure: `${opts.path} not found` };
+    return {
+      ok: false,
+      stdout: '',
+      stderr: '',
+      missing: true,
+      failure: `${opts.path} not found`,
+    };
   }
   let failure: string;
   if (result.timedOut) failure = `timed out after ${opts.timeoutMs} ms`;
@@ -59,6 +76,8 @@ async function run(opts: NvidiaSmiOptions, args: string[]): Promise<RunOutcome> 
   return {
     ok: false,
     stdout: result.stdout,
+    stderr: result.stderr,
+    exited: !result.timedOut && !result.isCanceled && result.exitCode !== undefined,
     failure: said === '' ? failure : `${failure}: ${said}`,
   };
 }
@@ -73,9 +92,29 @@ export async function detectGpus(opts: NvidiaSmiOptions): Promise<GpuDetection> 
     outcome = await run(opts, queryArgs(fields));
   }
   if (outcome.missing === true) return { kind: 'absent', detail: outcome.failure ?? '' };
-  if (!outcome.ok) return { kind: 'error', error: `nvidia-smi ${outcome.failure ?? 'failed'}` };
+  if (!outcome.ok) {
+    const partial = outcome.exited === true ? partialInventory(outcome, fields) : undefined;
+    return partial ?? { kind: 'error', error: `nvidia-smi ${outcome.failure ?? 'failed'}` };
+  }
   const parsed = parseGpuCsv(outcome.stdout, fields);
   return parsed.ok
-    ? { kind: 'gpus', gpus: parsed.gpus }
+    ? { kind: 'gpus', gpus: parsed.gpus, deviceErrors: parsed.deviceErrors }
     : { kind: 'error', error: `nvidia-smi output not understood: ${parsed.error}` };
+}
+
+/**
+ * nvidia-smi exits non-zero (15: a GPU fell off the bus) when one device cannot be read, yet
+ * still lists the others. That is an inventory with lost devices, not a failed detection; any
+ * other failing run stays an error. The per-device lines may come on either stream.
+ */
+function partialInventory(
+  outcome: RunOutcome,
+  fields: readonly (typeof FULL_QUERY)[number][],
+): GpuDetection | undefined {
+  const stderrDevices = outcome.stderr
+    .split(/\r?\n/)
+    .filter((l) => /^Unable to determine the device handle/i.test(l.trim()));
+  const parsed = parseGpuCsv([outcome.stdout, ...stderrDevices].join('\n'), fields);
+  if (!parsed.ok || parsed.deviceErrors.length === 0) return undefined;
+  return { kind: 'gpus', gpus: parsed.gpus, deviceErrors: parsed.deviceErrors };
 }

@@ -135,3 +135,42 @@ describe('parseGpuCsv refuses what it does not understand', () => {
     if (!result.ok) expect(result.error).toMatch(/migMode/);
   });
 });
+
+describe('parseGpuCsv on a node with a lost GPU', () => {
+  it('one GPU gone from an 8-GPU node: seven complete records, renumbered', () => {
+    const result = parseGpuCsv(fixtureOutput('h100-sxm-x8-one-gone.csv'));
+    expect(result.ok && result.gpus.map((g) => g.pciBusId)).not.toContain('00000000:5D:00.0');
+    expect(result.ok && result.gpus.map((g) => g.index)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(result.ok && result.deviceErrors).toEqual([]);
+  });
+
+  it('a device that answers with an error: the others, and the error apart', () => {
+    const result = parseGpuCsv(fixtureOutput('h100-sxm-x8-device-error.txt'));
+    expect(result.ok ? '' : result.error).toBe('');
+    if (!result.ok) return;
+    expect(result.gpus.map((g) => g.index)).toEqual([0, 1, 2, 4, 5, 6, 7]);
+    expect(result.deviceErrors).toEqual([{ pciBusId: '0000:5D:00.0', error: 'Unknown Error' }]);
+  });
+
+  it('reads error cells ([GPU is lost]) as a broken device, not as a bad line', () => {
+    const lines = fixtureOutput('a100-sxm4-40gb-x4.csv').trim().split('\n');
+    lines[2] =
+      '2, [GPU is lost], [GPU is lost], [GPU is lost], 535.183.01, 00000000:47:00.0, [GPU is lost]';
+    const result = parseGpuCsv(lines.join('\n'));
+    expect(result.ok && result.gpus).toHaveLength(3);
+    expect(result.ok && result.deviceErrors).toEqual([
+      { index: 2, pciBusId: '00000000:47:00.0', error: 'GPU is lost' },
+    ]);
+  });
+
+  it('a lone error line is a node whose only GPU is lost, not garbage', () => {
+    const result = parseGpuCsv(
+      'Unable to determine the device handle for GPU 0000:00:03.0: GPU is lost\n',
+    );
+    expect(result).toEqual({
+      ok: true,
+      gpus: [],
+      deviceErrors: [{ pciBusId: '0000:00:03.0', error: 'GPU is lost' }],
+    });
+  });
+});

@@ -47,7 +47,27 @@ export const GpuSchema = Type.Object(
 export type Gpu = Static<typeof GpuSchema>;
 export type MigMode = Static<typeof MigModeSchema>;
 
-export type ParseResult = { ok: true; gpus: Gpu[] } | { ok: false; error: string };
+/**
+ * A GPU that nvidia-smi knows of but could not read: fallen off the bus, needing a reset. It
+ * answers with an error line or error cells instead of its record. Bounded text only.
+ */
+export interface DeviceError {
+  readonly index?: number;
+  readonly pciBusId?: string;
+  readonly error: string;
+}
+
+export type ParseResult =
+  { ok: true; gpus: Gpu[]; deviceErrors: DeviceError[] } | { ok: false; error: string };
+
+const BUS_ID = '[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\\.[0-7]';
+/** NVML could not open one device; the others are still listed (nvidia-smi then exits 15). */
+const NO_HANDLE_RE = new RegExp(
+  `^Unable to determine the device handle for (?:GPU\\s*)?(${BUS_ID}):\\s*(.*)$`,
+  'i',
+);
+/** Cell values with which nvidia-smi says "this device is broken", not "no such value". */
+const DEVICE_ERROR_CELLS = new Set(['[GPU is lost]', '[Unknown Error]', '[GPU requires reset]']);
 
 /** nvidia-smi's spellings of "this GPU has no such value". */
 const NOT_AVAILABLE = new Set(['[N/A]', 'N/A', '[Not Supported]']);
@@ -65,7 +85,29 @@ function quote(text: string): string {
   return JSON.stringify(cut);
 }
 
-function parseLine(line: string, lineNo: number, fields: readonly QueryField[]): Gpu | string {
+/** A line by which nvidia-smi reports one device as broken, or undefined. */
+function deviceError(line: string, fields: readonly QueryField[]): DeviceError | undefined {
+  const m = NO_HANDLE_RE.exec(line.trim());
+  if (m?.[1] !== undefined) return { pciBusId: m[1], error: (m[2] ?? '').trim().slice(0, 200) };
+  const cells = line.split(',').map((c) => c.trim());
+  const bad = cells.find((c) => DEVICE_ERROR_CELLS.has(c));
+  if (cells.length !== fields.length || bad === undefined) return undefined;
+  const index = cells[fields.indexOf('index')] ?? '';
+  const bus = cells[fields.indexOf('pci.bus_id')] ?? '';
+  return {
+    ...(/^\d+$/.test(index) ? { index: Number(index) } : {}),
+    ...(new RegExp(`^${BUS_ID}$`).test(bus) ? { pciBusId: bus } : {}),
+    error: bad.slice(1, -1),
+  };
+}
+
+function parseLine(
+  line: string,
+  lineNo: number,
+  fields: readonly QueryField[],
+): Gpu | DeviceError | string {
+  const broken = deviceError(line, fields);
+  if (broken !== undefined) return broken;
   const cells = line.split(',').map((c) => c.trim());
   if (cells.length !== fields.length) {
     // A one-cell line is nvidia-smi talking prose ("Failed to initialize NVML: …").
@@ -93,8 +135,9 @@ function parseLine(line: string, lineNo: number, fields: readonly QueryField[]):
 
 /**
  * Parses the output of `nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits`.
- * Every line must be a complete GPU record; one bad line fails the whole parse, because a
- * partial inventory would remove the labels of the GPUs we could not read.
+ * Every line must be a complete GPU record or nvidia-smi's report of one broken device (those
+ * are returned apart, for the agent to count as lost); any other bad line fails the whole
+ * parse, because output we do not understand says nothing about how many GPUs there are.
  */
 export function parseGpuCsv(
   stdout: string,
@@ -103,11 +146,13 @@ export function parseGpuCsv(
   const lines = stdout.split(/\r?\n/).filter((l) => l.trim() !== '');
   if (lines.length === 0) return { ok: false, error: 'no output (expected one line per GPU)' };
   const gpus: Gpu[] = [];
+  const deviceErrors: DeviceError[] = [];
   const errors: string[] = [];
   lines.forEach((line, i) => {
     const parsed = parseLine(line, i + 1, fields);
     if (typeof parsed === 'string') errors.push(parsed);
-    else gpus.push(parsed);
+    else if ('uuid' in parsed) gpus.push(parsed);
+    else deviceErrors.push(parsed);
   });
   if (errors.length > 0) return { ok: false, error: errors.join('; ') };
   const seen = new Set<number>();
@@ -115,5 +160,5 @@ export function parseGpuCsv(
     if (seen.has(gpu.index)) return { ok: false, error: `GPU index ${gpu.index} appears twice` };
     seen.add(gpu.index);
   }
-  return { ok: true, gpus: gpus.sort((a, b) => a.index - b.index) };
+  return { ok: true, gpus: gpus.sort((a, b) => a.index - b.index), deviceErrors };
 }

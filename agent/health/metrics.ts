@@ -10,6 +10,7 @@ export interface AgentMetrics {
   readonly discoveryErrors: Counter;
   readonly lastSuccessfulDiscovery: Gauge;
   readonly gpus: Gauge;
+  readonly gpusLost: Gauge;
   readonly labelPatches: Counter<'reason'>;
   readonly labelPatchErrors: Counter;
   readonly labelsRestored: Counter;
@@ -46,6 +47,11 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): AgentMet
     gpus: new Gauge({
       name: 'noma_agent_gpus',
       help: 'GPUs found by the last successful discovery.',
+      registers: [registry],
+    }),
+    gpusLost: new Gauge({
+      name: 'noma_agent_gpus_lost',
+      help: 'GPUs of the remembered inventory that do not answer now (0: healthy). The labels keep the remembered count until an operator accepts the new inventory.',
       registers: [registry],
     }),
     labelPatches: new Counter({

@@ -27,6 +27,8 @@ export interface NodeLabelerOptions {
   readonly onApplied?: (owned: readonly string[]) => void;
   /** The API server ends each watch after about this long; we then resync with a GET. */
   readonly watchTimeoutSeconds?: number;
+  /** Sees the Node as read at each resync and at each watch event (e.g. for annotations). */
+  readonly onNode?: (node: V1Node) => void;
 }
 
 type Source = 'discovery' | 'watch' | 'resync';
@@ -43,6 +45,7 @@ function errorText(err: unknown): string {
  */
 export class NodeLabeler {
   private desired: Labels | undefined;
+  private desiredAnnotations: Record<string, string | null> = {};
   private lastApplied: Labels = {};
   private ownedInMemory: readonly string[];
   private applied = false;
@@ -67,9 +70,16 @@ export class NodeLabeler {
     };
   }
 
-  /** Sets the labels the Node should carry and reconciles now. Rejects if the API refused. */
-  async setDesired(labels: Labels): Promise<void> {
+  /**
+   * Sets the labels the Node should carry, and annotations to keep (value) or remove (null),
+   * and reconciles now. Rejects if the API refused.
+   */
+  async setDesired(
+    labels: Labels,
+    annotations: Readonly<Record<string, string | null>> = {},
+  ): Promise<void> {
     this.desired = { ...labels };
+    this.desiredAnnotations = { ...annotations };
     this.applied = false;
     await this.enqueue('discovery');
   }
@@ -103,6 +113,7 @@ export class NodeLabeler {
       desired,
       lastApplied: this.lastApplied,
       ownedInMemory: this.ownedInMemory,
+      annotations: this.desiredAnnotations,
     });
   }
 
@@ -186,6 +197,7 @@ export class NodeLabeler {
       first = false;
       try {
         const node = await this.readNode();
+        this.opts.onNode?.(node);
         // Its failure is recorded in lastError; it must not count as a watch failure.
         if (this.desired !== undefined) await this.enqueue('resync').catch(() => undefined);
         this.watchHealthy = true;
@@ -200,6 +212,7 @@ export class NodeLabeler {
               // 410 Gone and friends: the resourceVersion is too old; start over with a GET.
               failure.error ??= new Error(`watch error: ${JSON.stringify(event.object)}`);
             } else if (event.type === 'ADDED' || event.type === 'MODIFIED') {
+              this.opts.onNode?.(event.object);
               this.enqueue('watch', event.object).catch(() => undefined);
             }
           },

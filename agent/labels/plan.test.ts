@@ -108,4 +108,41 @@ describe('parseOwnedAnnotation', () => {
   ])('%j → %j', (value, keys) => {
     expect(parseOwnedAnnotation(value)).toEqual(keys);
   });
+
+  it('keeps the annotations it is given and removes those set to null, touching no other', () => {
+    const node = {
+      labels: { 'gpu.count': '8' },
+      annotations: {
+        [OWNED]: 'gpu.count',
+        'noma.dev/accept-inventory': '7',
+        'noma.dev/gpu.health-detail': '{"old":1}',
+        'someone/else': 'x',
+      },
+    };
+    const plan = planLabels({
+      node,
+      desired: { 'gpu.count': '8' },
+      lastApplied: {},
+      annotations: {
+        'noma.dev/gpu.health-detail': '{"expected":8}',
+        'noma.dev/accept-inventory': null,
+        'noma.dev/absent': null,
+      },
+    });
+    expect(plan.patch).toEqual({
+      metadata: {
+        annotations: {
+          'noma.dev/gpu.health-detail': '{"expected":8}',
+          'noma.dev/accept-inventory': null,
+        },
+      },
+    });
+    const settled = planLabels({
+      node: { ...node, annotations: { [OWNED]: 'gpu.count', 'noma.dev/gpu.health-detail': 'd' } },
+      desired: { 'gpu.count': '8' },
+      lastApplied: {},
+      annotations: { 'noma.dev/gpu.health-detail': 'd', 'noma.dev/accept-inventory': null },
+    });
+    expect(settled.patch).toBeUndefined();
+  });
 });

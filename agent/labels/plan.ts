@@ -15,6 +15,8 @@ export interface PlanInput {
   readonly lastApplied: Readonly<Labels>;
   /** Keys this process owned, in case the annotation was removed by someone. */
   readonly ownedInMemory?: readonly string[];
+  /** Annotations to keep (a value) or to remove (null); others are never touched. */
+  readonly annotations?: Readonly<Record<string, string | null>>;
 }
 
 export interface MergePatch {
@@ -67,7 +69,12 @@ export function planLabels(input: PlanInput): LabelPlan {
   const owned = Object.keys(desired).sort().join(',');
   const annotationNow = node.annotations[MANAGED_LABELS_ANNOTATION];
   const annotation: string | null = owned === '' ? null : owned;
-  const annotationChanged = (annotationNow ?? null) !== annotation;
+  const annotations: Record<string, string | null> = {};
+  if ((annotationNow ?? null) !== annotation) annotations[MANAGED_LABELS_ANNOTATION] = annotation;
+  for (const [key, value] of Object.entries(input.annotations ?? {})) {
+    if ((node.annotations[key] ?? null) !== value) annotations[key] = value;
+  }
+  const annotationChanged = Object.keys(annotations).length > 0;
 
   if (Object.keys(set).length === 0 && remove.length === 0 && !annotationChanged) {
     return { set, remove, restored, patch: undefined };
@@ -76,6 +83,6 @@ export function planLabels(input: PlanInput): LabelPlan {
   for (const key of remove) labels[key] = null;
   const patch: MergePatch = { metadata: {} };
   if (Object.keys(labels).length > 0) patch.metadata.labels = labels;
-  if (annotationChanged) patch.metadata.annotations = { [MANAGED_LABELS_ANNOTATION]: annotation };
+  if (annotationChanged) patch.metadata.annotations = annotations;
   return { set, remove, restored: restored.sort(), patch };
 }

@@ -25,6 +25,7 @@ export interface InitFlags {
   nodeCount?: string | undefined;
   forceDrain?: boolean | undefined;
   drainTimeout?: string | undefined;
+  skipWaitForDeleteTimeout?: string | undefined;
   drainNonGpuPods?: boolean | undefined;
   /** `--delete-emptydir-data`, spelled as commander camel-cases it. */
   deleteEmptydirData?: boolean | undefined;
@@ -213,6 +214,11 @@ function checkOptions(flags: InitFlags, errors: Errors): NodeMaintenanceSpec['op
   }
   const taints = (flags.taint ?? []).map((t) => parseTaint(t, errors));
   if (taints.length > 0) options.taints = taints.filter((t) => t !== undefined);
+  const skipWait = flags.skipWaitForDeleteTimeout;
+  if (skipWait !== undefined) {
+    checkDuration('--skip-wait-for-delete-timeout', skipWait, '1m or 30s', errors);
+    options.skipWaitForDeleteTimeout = skipWait;
+  }
   if (flags.allowControlPlane === true) options.allowControlPlane = true;
   return Object.keys(options).length > 0 ? options : undefined;
 }

@@ -37,6 +37,11 @@ const invalid: [string, string[], string][] = [
     '--drain-timeout: "721h" is longer than 720h',
   ],
   [
+    'a bad skip-wait-for-delete timeout',
+    ['init', 'delete-node', ...base, '--nodes', 'a', '--skip-wait-for-delete-timeout', '2'],
+    '--skip-wait-for-delete-timeout',
+  ],
+  [
     'a step timeout over 30 days',
     ['init', 'run', ...base, '--nodes', 'a', '--timeout', '720h1s', '--', 'true'],
     '--timeout: "720h1s" is longer than 720h',

@@ -48,6 +48,10 @@ function addInitOptions(cmd: Command): Command {
     .option('--force-drain', 'after --drain-timeout, delete pods that still block (bypasses PDBs)')
     .option('--drain-timeout <duration>', 'how long a drain may take, e.g. 30m, 1h30m')
     .option(
+      '--skip-wait-for-delete-timeout <duration>',
+      'on a node that is not Ready, a pod deleted longer ago than this counts as gone (default 1m)',
+    )
+    .option(
       '--drain-non-gpu-pods',
       'evict every pod at the start, not only GPU pods (Reboot and DeleteNode drain every pod anyway)',
     )

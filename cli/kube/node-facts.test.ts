@@ -1,6 +1,6 @@
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { nodeFacts, podGpus, podsByNode } from './node-facts.js';
+import { nodeFacts, nodeHealth, parseAgents, podGpus, podsByNode } from './node-facts.js';
 
 const gpuPod = (node: string, gpus: string, phase = 'Running'): V1Pod => ({
   spec: {
@@ -108,6 +108,19 @@ describe('nodeFacts', () => {
     expect(labeled).toMatchObject({ inMaintenance: true, maintenance: 'reboot' });
   });
 
+  it('names the maintenance from the claim annotation first', () => {
+    const claimed = nodeFacts({
+      metadata: {
+        name: 'n',
+        annotations: {
+          'noma.dev/claim': '{"maintenance":"ops/fix","uid":"u1","phase":"Draining"}',
+          'noma.dev/maintenance': 'ops/older',
+        },
+      },
+    });
+    expect(claimed).toMatchObject({ inMaintenance: true, maintenance: 'ops/fix' });
+  });
+
   it('falls back to the GPU count label and the product label', () => {
     const facts = nodeFacts({
       metadata: {
@@ -129,5 +142,182 @@ describe('podsByNode', () => {
     ]);
     expect([...map.keys()].sort()).toEqual(['a', 'b']);
     expect(map.get('a')).toHaveLength(2);
+  });
+});
+
+describe('nodeHealth', () => {
+  const down = new Date('2026-11-30T09:48:00Z');
+  const cases: { name: string; node: V1Node; want: Partial<ReturnType<typeof nodeHealth>> }[] = [
+    {
+      name: 'a Ready node: not down, nothing known beyond Ready',
+      node: {
+        metadata: { name: 'n' },
+        status: {
+          conditions: [
+            { type: 'Ready', status: 'True', reason: 'KubeletReady', lastTransitionTime: down },
+          ],
+        },
+      },
+      want: {
+        readyStatus: 'True',
+        readyReason: 'KubeletReady',
+        downSince: undefined,
+        downtimeTaint: undefined,
+        gpuHealth: undefined,
+        phase: undefined,
+      },
+    },
+    {
+      name: 'a NotReady node is down since the condition last changed',
+      node: {
+        metadata: { name: 'n' },
+        status: { conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: down }] },
+      },
+      want: { readyStatus: 'False', downSince: '2026-11-30T09:48:00.000Z' },
+    },
+    {
+      name: 'an Unknown node (kubelet stopped posting) is down too',
+      node: {
+        metadata: { name: 'n' },
+        status: {
+          conditions: [
+            {
+              type: 'Ready',
+              status: 'Unknown',
+              reason: 'NodeStatusUnknown',
+              lastTransitionTime: down,
+            },
+          ],
+        },
+      },
+      want: { readyStatus: 'Unknown', downSince: '2026-11-30T09:48:00.000Z' },
+    },
+    {
+      name: 'a node without a Ready condition has no down time to show',
+      node: { metadata: { name: 'n' } },
+      want: { readyStatus: undefined, downSince: undefined },
+    },
+    {
+      name: 'the downtime taint by its default key, with value and effect',
+      node: {
+        metadata: { name: 'n' },
+        spec: {
+          taints: [
+            { key: 'noma.dev/maintenance', effect: 'NoSchedule' },
+            { key: 'noma.dev/unreachable', effect: 'NoExecute' },
+          ],
+        },
+      },
+      want: { downtimeTaint: 'noma.dev/unreachable:NoExecute' },
+    },
+    {
+      name: 'GPU health from its label, phase from the claim',
+      node: {
+        metadata: {
+          name: 'n',
+          labels: { 'noma.dev/gpu.health': 'degraded' },
+          annotations: {
+            'noma.dev/claim': '{"maintenance":"ops/fix","uid":"u1","phase":"Draining"}',
+          },
+        },
+      },
+      want: { gpuHealth: 'degraded', phase: 'Draining' },
+    },
+    {
+      name: 'a claim that does not parse is no claim',
+      node: { metadata: { name: 'n', annotations: { 'noma.dev/claim': '{not json' } } },
+      want: { phase: undefined },
+    },
+    {
+      name: 'a claim without a phase has none',
+      node: {
+        metadata: {
+          name: 'n',
+          annotations: { 'noma.dev/claim': '{"maintenance":"a/b","uid":"u"}' },
+        },
+      },
+      want: { phase: undefined },
+    },
+  ];
+  it.each(cases)('$name', ({ node, want }) => {
+    expect(nodeHealth(node)).toMatchObject(want);
+  });
+
+  const runai = { key: 'runai', value: 'drain', effect: 'NoExecute' };
+  const record = JSON.stringify({
+    taint: runai,
+    downSince: '2026-11-30T09:48:00Z',
+    taintedAt: '2026-11-30T09:58:00Z',
+    agent: true,
+  });
+  it.each([
+    {
+      name: "the coordinator's record names a configured taint, and when it was added",
+      taints: [runai, { key: 'noma.dev/unreachable', effect: 'NoExecute' }],
+      want: { downtimeTaint: 'runai=drain:NoExecute', downtimeTaintedAt: '2026-11-30T09:58:00Z' },
+    },
+    {
+      name: 'a record whose taint someone removed: no taint',
+      taints: [{ key: 'runai', value: 'drain', effect: 'NoSchedule' }],
+      want: { downtimeTaint: undefined, downtimeTaintedAt: undefined },
+    },
+  ])('$name', ({ taints, want }) => {
+    const node: V1Node = {
+      metadata: { name: 'n', annotations: { 'noma.dev/unplanned-downtime': record } },
+      spec: { taints },
+    };
+    expect(nodeHealth(node)).toMatchObject(want);
+  });
+
+  it('without a record, another key is not the downtime taint', () => {
+    const node: V1Node = { metadata: { name: 'n' }, spec: { taints: [runai] } };
+    expect(nodeHealth(node).downtimeTaint).toBeUndefined();
+  });
+
+  it("keeps the agent's GPU health detail, parsed when it is JSON", () => {
+    const detail = (text: string) =>
+      nodeHealth({
+        metadata: { name: 'n', annotations: { 'noma.dev/gpu.health-detail': text } },
+      }).gpuHealthDetail;
+    expect(detail('{"expected":8,"answering":7}')).toEqual({ expected: 8, answering: 7 });
+    expect(detail('7 of 8 GPUs answer')).toBe('7 of 8 GPUs answer');
+  });
+});
+
+describe('parseAgents', () => {
+  it("maps the coordinator's /agents answer by node", () => {
+    const body = {
+      agents: [
+        {
+          node: 'gpu-01',
+          version: '0.1.0',
+          bootID: 'b',
+          inventory: null,
+          connectedAt: '2026-11-30T09:00:00.000Z',
+          lastHeartbeat: '2026-11-30T09:59:58.000Z',
+          remote: '10.0.0.1',
+          running: {},
+        },
+        { node: 'gpu-02' },
+        { node: '' },
+        { version: 'no node' },
+        'junk',
+        null,
+      ],
+    };
+    const map = parseAgents(body);
+    expect([...(map?.keys() ?? [])]).toEqual(['gpu-01', 'gpu-02']);
+    expect(map?.get('gpu-01')).toEqual({
+      connectedAt: '2026-11-30T09:00:00.000Z',
+      lastHeartbeat: '2026-11-30T09:59:58.000Z',
+    });
+    expect(map?.get('gpu-02')).toEqual({ connectedAt: undefined, lastHeartbeat: undefined });
+  });
+
+  it('an empty list is "none connected"; another shape is "unknown"', () => {
+    expect(parseAgents({ agents: [] })?.size).toBe(0);
+    for (const body of [null, undefined, 'text', [], {}, { agents: {} }]) {
+      expect(parseAgents(body)).toBeUndefined();
+    }
   });
 });

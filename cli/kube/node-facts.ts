@@ -1,6 +1,13 @@
-import type { V1Container, V1Node, V1Pod } from '@kubernetes/client-node';
-import { MANAGED_LABELS_ANNOTATION, NOMA_LABELS } from '../../shared/labels.js';
+import type { V1Container, V1Node, V1Pod, V1Taint } from '@kubernetes/client-node';
+import { claimOf } from '../../coordinator/nodes/claims.js';
 import {
+  GPU_HEALTH_DETAIL_ANNOTATION,
+  GPU_HEALTH_LABEL,
+  MANAGED_LABELS_ANNOTATION,
+  NOMA_LABELS,
+} from '../../shared/labels.js';
+import {
+  DOWNTIME_ANNOTATION,
   MAINTENANCE_ANNOTATION,
   MAINTENANCE_LABEL,
   MAINTENANCE_TAINT,
@@ -93,8 +100,11 @@ export function nodeFacts(node: V1Node, podsOnNode: readonly V1Pod[] = []): Node
   const labels = node.metadata?.labels ?? {};
   const live = podsOnNode.filter((p) => !isTerminated(p));
   const gpuByPod = live.map(podGpus);
+  // The claim is what the coordinator acts on; the older marks name a maintenance too.
   const maintenance =
-    node.metadata?.annotations?.[MAINTENANCE_ANNOTATION] ?? labels[MAINTENANCE_LABEL];
+    claimOf(node)?.maintenance ??
+    node.metadata?.annotations?.[MAINTENANCE_ANNOTATION] ??
+    labels[MAINTENANCE_LABEL];
   return {
     name: node.metadata?.name ?? '',
     tier: labels[TIER_LABEL],
@@ -123,6 +133,114 @@ export function podsByNode(pods: readonly V1Pod[]): Map<string, V1Pod[]> {
     const list = map.get(node) ?? [];
     list.push(pod);
     map.set(node, list);
+  }
+  return map;
+}
+
+/** The coordinator's default unplanned-downtime taint key (`--unplanned-downtime-taint`). */
+export const DEFAULT_DOWNTIME_TAINT_KEY = 'noma.dev/unreachable';
+
+/** What an operator asks of a node that may be down: the `noma nodes` columns beyond NodeFacts. */
+export interface NodeHealth {
+  /** The Ready condition's status (`True`, `False`, `Unknown`); undefined when it has none. */
+  readonly readyStatus: string | undefined;
+  readonly readyReason: string | undefined;
+  /** When a node that is not Ready stopped being Ready (the condition's lastTransitionTime). */
+  readonly downSince: string | undefined;
+  /** noma's unplanned-downtime taint on the node, as `key[=value]:effect`. */
+  readonly downtimeTaint: string | undefined;
+  /** When the coordinator added it, from its record on the node. */
+  readonly downtimeTaintedAt: string | undefined;
+  /** `healthy`, `degraded`, or what else the label says; undefined without the label. */
+  readonly gpuHealth: string | undefined;
+  /** The agent's detail on a degraded node (its annotation: JSON when it parses, else text). */
+  readonly gpuHealthDetail: unknown;
+  /** The node's phase in the maintenance that claims it (the claim annotation's contract). */
+  readonly phase: string | undefined;
+}
+
+const isoTime = (t: Date | undefined): string | undefined =>
+  t === undefined || Number.isNaN(t.getTime()) ? undefined : t.toISOString();
+
+const taintText = (t: V1Taint): string =>
+  `${t.key}${t.value === undefined || t.value === '' ? '' : `=${t.value}`}:${t.effect}`;
+
+function jsonObject(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The downtime taint on the node. The coordinator records the taint it added (its key is
+ * configurable, e.g. `runai=drain:NoExecute`) in DOWNTIME_ANNOTATION; without a record, a
+ * taint with the default key counts (one put there by hand, or by a coordinator before the
+ * record was written).
+ */
+function downtimeTaintOf(node: V1Node): { taint?: string; taintedAt?: string } {
+  const record = jsonObject(node.metadata?.annotations?.[DOWNTIME_ANNOTATION]);
+  const recorded = record?.['taint'] as { key?: unknown; effect?: unknown } | undefined;
+  const taints = node.spec?.taints ?? [];
+  const taint =
+    typeof recorded?.key === 'string'
+      ? taints.find((t) => t.key === recorded.key && t.effect === recorded.effect)
+      : taints.find((t) => t.key === DEFAULT_DOWNTIME_TAINT_KEY);
+  if (taint === undefined) return {};
+  const taintedAt = record?.['taintedAt'];
+  return {
+    taint: taintText(taint),
+    ...(typeof taintedAt === 'string' && taintedAt !== '' ? { taintedAt } : {}),
+  };
+}
+
+/** Pure: Ready, down since, downtime taint, GPU health and claim phase of a Node. */
+export function nodeHealth(node: V1Node): NodeHealth {
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  const downtime = downtimeTaintOf(node);
+  const detail = node.metadata?.annotations?.[GPU_HEALTH_DETAIL_ANNOTATION];
+  const phase = claimOf(node)?.phase;
+  return {
+    readyStatus: ready?.status,
+    readyReason: ready?.reason,
+    downSince: ready?.status === 'True' ? undefined : isoTime(ready?.lastTransitionTime),
+    downtimeTaint: downtime.taint,
+    downtimeTaintedAt: downtime.taintedAt,
+    gpuHealth: node.metadata?.labels?.[GPU_HEALTH_LABEL],
+    gpuHealthDetail: jsonObject(detail) ?? detail,
+    phase: phase === '' ? undefined : phase,
+  };
+}
+
+/** An agent connected to the coordinator's link, as its `/agents` reports it. */
+export interface AgentConnection {
+  readonly connectedAt: string | undefined;
+  readonly lastHeartbeat: string | undefined;
+}
+
+/**
+ * Pure: the coordinator's `/agents` answer (`{agents: [{node, connectedAt, lastHeartbeat, …}]}`)
+ * by node; undefined when the body is not that shape, so the caller says "unknown" rather than
+ * "not connected".
+ */
+export function parseAgents(body: unknown): Map<string, AgentConnection> | undefined {
+  const list = (body as { agents?: unknown } | null)?.agents;
+  if (!Array.isArray(list)) return undefined;
+  const map = new Map<string, AgentConnection>();
+  for (const item of list as unknown[]) {
+    const a = item as Record<string, unknown> | null;
+    const node = a?.['node'];
+    if (typeof node !== 'string' || node === '') continue;
+    const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+    map.set(node, {
+      connectedAt: text(a?.['connectedAt']),
+      lastHeartbeat: text(a?.['lastHeartbeat']),
+    });
   }
   return map;
 }

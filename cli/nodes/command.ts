@@ -1,10 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1Node } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import { UsageError } from '../errors.js';
 import type { CliIO } from '../io.js';
 import { apiErrorText, listNodes, loadKubeConfig } from '../kube/client.js';
-import { nodeFacts } from '../kube/node-facts.js';
+import { nodeFacts, nodeHealth, type AgentConnection } from '../kube/node-facts.js';
 import { globToRegExp } from '../table.js';
+import {
+  DEFAULT_COORDINATOR,
+  fetchAgents,
+  parseCoordinatorRef,
+  type CoordinatorRef,
+} from './agents.js';
 import { renderNodes, type ContextNode, type NodesFormat } from './render.js';
 
 interface NodesOptions {
@@ -13,6 +20,7 @@ interface NodesOptions {
   kubeconfig?: string;
   output: NodesFormat;
   requestTimeout: string;
+  coordinator?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -30,49 +38,96 @@ async function withTimeout<T>(what: string, ms: number, work: Promise<T>): Promi
   }
 }
 
-async function runNodes(glob: string | undefined, opts: NodesOptions, io: CliIO): Promise<number> {
+interface ContextResult {
+  readonly context: string;
+  readonly nodes?: V1Node[];
+  readonly error?: string;
+  /** Connected agents by node; undefined when the coordinator could not be asked. */
+  readonly agents?: Map<string, AgentConnection>;
+  readonly agentsError?: string;
+}
+
+/** One cluster: its nodes and, at the same time, its coordinator's connected agents. */
+async function askContext(
+  context: string,
+  opts: NodesOptions,
+  ref: CoordinatorRef,
+  timeoutMs: number,
+): Promise<ContextResult> {
+  const kc = loadKubeConfig({ kubeconfig: opts.kubeconfig, context });
+  const ac = new AbortController();
+  const agents = withTimeout('coordinator', timeoutMs, fetchAgents(kc, ref, ac.signal)).catch(
+    (err: unknown) => {
+      ac.abort();
+      return { error: err instanceof Error ? err.message : String(err) };
+    },
+  );
+  try {
+    const nodes = await withTimeout(`context ${context}`, timeoutMs, listNodes(kc));
+    const a = await agents;
+    return 'error' in a ? { context, nodes, agentsError: a.error } : { context, nodes, ...a };
+  } catch (err) {
+    ac.abort();
+    return { context, error: apiErrorText(err) };
+  }
+}
+
+function contextsOf(opts: NodesOptions): string[] {
   if (opts.allContexts === true && opts.context.length > 0) {
     throw new UsageError('--all-contexts', 'cannot be combined with --context');
   }
+  const base = loadKubeConfig({ kubeconfig: opts.kubeconfig });
+  return opts.allContexts === true
+    ? base.getContexts().map((c) => c.name)
+    : opts.context.length > 0
+      ? opts.context
+      : [base.getCurrentContext()];
+}
+
+function coordinatorOf(opts: NodesOptions, contexts: readonly string[]): CoordinatorRef {
+  if (opts.coordinator === undefined) return DEFAULT_COORDINATOR;
+  const ref = parseCoordinatorRef(opts.coordinator);
+  if (ref.kind === 'url' && contexts.length > 1) {
+    throw new UsageError('--coordinator', 'a URL reaches one cluster: ask one context with it');
+  }
+  return ref;
+}
+
+function rowsOf(r: ContextResult, match: RegExp | undefined): ContextNode[] {
+  return (r.nodes ?? []).flatMap((n) => {
+    const node = nodeFacts(n);
+    if (match !== undefined && !match.test(node.name)) return [];
+    const agentLink = r.agents === undefined ? undefined : (r.agents.get(node.name) ?? null);
+    return [{ context: r.context, node, health: nodeHealth(n), agentLink }];
+  });
+}
+
+async function runNodes(glob: string | undefined, opts: NodesOptions, io: CliIO): Promise<number> {
   const timeoutSec = Number(opts.requestTimeout.replace(/s$/, ''));
   if (!(timeoutSec > 0)) {
     throw new UsageError('--request-timeout', `"${opts.requestTimeout}" must be seconds, e.g. 10s`);
   }
-  const base = loadKubeConfig({ kubeconfig: opts.kubeconfig });
-  const contexts =
-    opts.allContexts === true
-      ? base.getContexts().map((c) => c.name)
-      : opts.context.length > 0
-        ? opts.context
-        : [base.getCurrentContext()];
+  const contexts = contextsOf(opts);
+  const ref = coordinatorOf(opts, contexts);
   const match = glob === undefined ? undefined : globToRegExp(glob);
 
   // Contexts are independent clusters: ask them all at once, and let one that is down cost
   // only its own timeout.
   const results = await Promise.all(
-    contexts.map(async (context) => {
-      try {
-        const kc = loadKubeConfig({ kubeconfig: opts.kubeconfig, context });
-        const nodes = await withTimeout(`context ${context}`, timeoutSec * 1000, listNodes(kc));
-        return { context, nodes };
-      } catch (err) {
-        if (err instanceof UsageError) throw err;
-        return { context, error: apiErrorText(err) };
-      }
-    }),
+    contexts.map((context) => askContext(context, opts, ref, timeoutSec * 1000)),
   );
   const rows: ContextNode[] = [];
   let failed = 0;
   for (const r of results) {
-    if ('error' in r) {
+    if (r.error !== undefined) {
       failed++;
-      io.err(`warning: context ${r.context}: ${r.error ?? ''}\n`);
+      io.err(`warning: context ${r.context}: ${r.error}\n`);
       continue;
     }
-    for (const n of r.nodes) {
-      const node = nodeFacts(n);
-      if (match === undefined || match.test(node.name)) rows.push({ context: r.context, node });
+    if (r.agentsError !== undefined) {
+      io.err(`warning: context ${r.context}: agent connections unknown: ${r.agentsError}\n`);
     }
+    rows.push(...rowsOf(r, match));
   }
   if (failed === contexts.length) return 1;
   if (rows.length === 0 && opts.output === 'table') {
@@ -85,11 +140,13 @@ async function runNodes(glob: string | undefined, opts: NodesOptions, io: CliIO)
 
 export function nodesCommand(io: CliIO, bin: string, setExit: (code: number) => void): Command {
   return new Command('nodes')
-    .summary('list nodes: tier, GPUs, schedulable, maintenance, agent')
+    .summary('list nodes: ready, downtime, GPUs and their health, maintenance, agent')
     .description(
-      'List the nodes of one or more clusters (kubeconfig contexts) with their tier, GPU SKU and ' +
-        'count, whether they are schedulable or in maintenance, and what is known of their agent. ' +
-        'With --all-contexts it answers "which cluster is this node in?".',
+      'List the nodes of one or more clusters (kubeconfig contexts): Ready, how long a node that ' +
+        "is not Ready has been down, noma's unplanned-downtime taint, tier, GPU SKU, count and " +
+        'health, whether they are schedulable, the maintenance that holds them and their phase ' +
+        "in it, and whether their agent is connected (asked of the coordinator's leader; - when " +
+        'it cannot be asked). With --all-contexts it answers "which cluster is this node in?".',
     )
     .argument('[name-glob]', 'only nodes whose name matches, e.g. "gpu-0*" (quote it)')
     .option('--context <name>', 'kubeconfig context to ask (repeatable)', collect, [])
@@ -101,6 +158,12 @@ export function nodesCommand(io: CliIO, bin: string, setExit: (code: number) => 
         .default('table'),
     )
     .option('--request-timeout <seconds>', 'give up on a cluster after this long', '10s')
+    .option(
+      '--coordinator <lease|url>',
+      "where to ask which agents are connected: [namespace/]name of the coordinator's " +
+        'leader-election Lease, reached through the API server (pod proxy), or the http URL of ' +
+        'its HTTP port, e.g. a port-forward to the leader (default: noma-system/noma-coordinator)',
+    )
     .addHelpText(
       'after',
       `
@@ -113,6 +176,10 @@ Examples:
 
   # Nodes named gpu-* in two clusters, as JSON
   ${bin} nodes --context prod-east --context prod-west 'gpu-*' -o json
+
+  # Agent connections without the pod proxy: port-forward to the leader (the Lease's holder)
+  kubectl -n noma-system port-forward pod/LEADER 8080 &
+  ${bin} nodes --coordinator http://127.0.0.1:8080
 `,
     )
     .action(async (glob: string | undefined, _opts: unknown, cmd: Command) => {

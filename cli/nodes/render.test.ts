@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { NodeFacts } from '../kube/node-facts.js';
-import { renderNodes } from './render.js';
+import type { NodeFacts, NodeHealth } from '../kube/node-facts.js';
+import { renderNodes, type ContextNode } from './render.js';
 
 const node = (name: string, over: Partial<NodeFacts> = {}): NodeFacts => ({
   name,
@@ -20,11 +20,30 @@ const node = (name: string, over: Partial<NodeFacts> = {}): NodeFacts => ({
   ...over,
 });
 
-const rows = [
-  { context: 'west', node: node('gpu-07') },
+const healthy: NodeHealth = {
+  readyStatus: 'True',
+  readyReason: 'KubeletReady',
+  downSince: undefined,
+  downtimeTaint: undefined,
+  downtimeTaintedAt: undefined,
+  gpuHealth: 'healthy',
+  gpuHealthDetail: undefined,
+  phase: undefined,
+};
+
+const now = new Date('2026-11-30T10:00:00Z');
+const connected = {
+  connectedAt: '2026-11-30T09:00:00.000Z',
+  lastHeartbeat: '2026-11-30T09:59:58.000Z',
+};
+
+const rows: ContextNode[] = [
+  { context: 'west', node: node('gpu-07'), health: healthy, agentLink: connected },
   {
     context: 'east',
     node: node('gpu-02', { schedulable: false, inMaintenance: true, maintenance: 'ops/reboot' }),
+    health: { ...healthy, phase: 'Draining' },
+    agentLink: null,
   },
   {
     context: 'east',
@@ -35,38 +54,87 @@ const rows = [
       controlPlane: true,
       agent: 'unknown',
     }),
+    health: { ...healthy, gpuHealth: undefined },
+    agentLink: undefined,
+  },
+  {
+    context: 'east',
+    node: node('gpu-05', { ready: false }),
+    health: {
+      readyStatus: 'Unknown',
+      readyReason: 'NodeStatusUnknown',
+      downSince: '2026-11-30T09:48:00.000Z',
+      downtimeTaint: 'noma.dev/unreachable:NoExecute',
+      downtimeTaintedAt: '2026-11-30T09:58:00.000Z',
+      gpuHealth: 'degraded',
+      gpuHealthDetail: { expected: 8, answering: 7 },
+      phase: undefined,
+    },
+    agentLink: null,
   },
 ];
 
 describe('renderNodes', () => {
   it('prints a table sorted by context and name, with CONTEXT for several contexts', () => {
-    expect(renderNodes(rows, 'table', true)).toBe(
+    expect(renderNodes(rows, 'table', true, now)).toBe(
       [
-        'CONTEXT   NAME     STATUS                TIER               GPU    GPUS   SCHEDULABLE   MAINTENANCE   AGENT',
-        'east      cp-1     Ready,control-plane   -                  -      0      yes           no            unknown',
-        'east      gpu-02   Ready                 high-performance   h100   8      no            ops/reboot    labeled',
-        'west      gpu-07   Ready                 high-performance   h100   8      yes           no            labeled',
+        'CONTEXT   NAME     STATUS                DOWN   DOWNTIME   TIER               GPU    GPUS   HEALTH     SCHEDULABLE   MAINTENANCE   PHASE      AGENT',
+        'east      cp-1     Ready,control-plane   -      -          -                  -      0      -          yes           no            -          -',
+        'east      gpu-02   Ready                 -      -          high-performance   h100   8      healthy    no            ops/reboot    Draining   no',
+        'east      gpu-05   NotReady              12m    tainted    high-performance   h100   8      degraded   yes           no            -          no',
+        'west      gpu-07   Ready                 -      -          high-performance   h100   8      healthy    yes           no            -          yes',
         '',
       ].join('\n'),
     );
-    expect(renderNodes(rows.slice(0, 1), 'table', false)).toMatch(/^NAME +STATUS/);
+    expect(renderNodes(rows.slice(0, 1), 'table', false, now)).toMatch(/^NAME +STATUS +DOWN/);
   });
 
-  it('prints JSON and YAML records', () => {
-    const json = JSON.parse(renderNodes(rows, 'json', true)) as unknown[];
+  it('prints JSON and YAML records with every field, null where unknown', () => {
+    const json = JSON.parse(renderNodes(rows, 'json', true, now)) as unknown[];
     expect(json[0]).toEqual({
       context: 'east',
       name: 'cp-1',
       ready: true,
+      readyStatus: 'True',
+      readyReason: 'KubeletReady',
+      downSince: null,
+      downtimeTaint: null,
+      downtimeTaintedAt: null,
       schedulable: true,
       inMaintenance: false,
       maintenance: null,
+      phase: null,
       controlPlane: true,
       tier: null,
       gpuSku: null,
       gpus: 0,
+      gpuHealth: null,
+      gpuHealthDetail: null,
       agent: 'unknown',
+      agentConnected: null,
+      agentConnectedAt: null,
+      agentLastHeartbeat: null,
     });
-    expect(parse(renderNodes(rows, 'yaml', true))).toEqual(json);
+    expect(json[1]).toMatchObject({
+      maintenance: 'ops/reboot',
+      phase: 'Draining',
+      agentConnected: false,
+    });
+    expect(json[2]).toMatchObject({
+      ready: false,
+      readyStatus: 'Unknown',
+      readyReason: 'NodeStatusUnknown',
+      downSince: '2026-11-30T09:48:00.000Z',
+      downtimeTaint: 'noma.dev/unreachable:NoExecute',
+      downtimeTaintedAt: '2026-11-30T09:58:00.000Z',
+      gpuHealth: 'degraded',
+      gpuHealthDetail: { expected: 8, answering: 7 },
+    });
+    expect(json[3]).toMatchObject({
+      agentConnected: true,
+      agentConnectedAt: connected.connectedAt,
+      agentLastHeartbeat: connected.lastHeartbeat,
+    });
+    expect(parse(renderNodes(rows, 'yaml', true, now))).toEqual(json);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeMaintenance } from '../../shared/api/index.js';
-import { age, renderStatus } from './render.js';
+import { age, renderStatus, stuckNodes } from './render.js';
 
 const now = new Date('2026-08-01T12:00:00Z');
 
@@ -153,6 +153,45 @@ describe('renderStatus', () => {
       ...lines,
       expect.stringMatching(/^ {2}NODE /),
     ]);
+  });
+
+  it('highlights Stuck nodes: a line above the table and their PHASE cell', () => {
+    const stuck: NodeMaintenance = {
+      ...running,
+      status: {
+        ...running.status,
+        conditions: [
+          {
+            type: 'Stuck',
+            status: 'True',
+            reason: 'NodesStuck',
+            message:
+              '1 node(s) stuck: gpu-02: Draining for 2h without progress, drain blocked by PodDisruptionBudget infer/llm-pdb',
+          },
+        ],
+      },
+    };
+    const out = renderStatus([stuck], now);
+    expect(out).toContain(
+      "  STUCK: 1 node(s) stuck: gpu-02: Draining for 2h without progress, drain blocked by PodDisruptionBudget infer/llm-pdb (no progress for longer than the coordinator's --stuck-after; see the node's Events)",
+    );
+    expect(out).toMatch(/^ {2}gpu-02 +Draining STUCK +-/m);
+    expect(out).toMatch(/^ {2}gpu-01 +Succeeded +-/m);
+  });
+
+  it.each([
+    [
+      '3 node(s) stuck: a: Draining for 2h; b-1.x: step 0 (flash) for 3h; c: Cordoned for 2h',
+      ['a', 'b-1.x', 'c'],
+    ],
+    ['5 node(s) stuck: a: x; b: y; c: z; and 2 more', ['a', 'b', 'c']],
+    ['no node is stuck', []],
+  ])('reads the stuck nodes from the condition: %s', (message, names) => {
+    const m: NodeMaintenance = {
+      ...running,
+      status: { conditions: [{ type: 'Stuck', status: 'True', reason: 'NodesStuck', message }] },
+    };
+    expect([...stuckNodes(m)]).toEqual(names);
   });
 
   it('shows a Restored node as such', () => {

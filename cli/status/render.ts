@@ -42,8 +42,23 @@ function blockedCell(n: NodeStatus): string {
   return `${b.kind} ${b.namespace === undefined ? '' : `${b.namespace}/`}${b.name}`;
 }
 
+/**
+ * The nodes the coordinator's Stuck condition names: its message is "N node(s) stuck: a: why;
+ * b: why…" (coordinator/controller/node-states.ts stuckCondition), the first three named.
+ */
+export function stuckNodes(m: NodeMaintenance): Set<string> {
+  const c = m.status?.conditions?.find((x) => x.type === 'Stuck' && x.status === 'True');
+  const list = c?.message?.replace(/^\d+ node\(s\) stuck: /, '') ?? '';
+  const names = list
+    .split('; ')
+    .map((part) => /^([^\s:;]+): /.exec(part)?.[1])
+    .filter((n): n is string => n !== undefined);
+  return new Set(names);
+}
+
 function nodeRows(m: NodeMaintenance): string[][] {
   const total = m.spec.actions.length;
+  const stuck = stuckNodes(m);
   const reported = m.status?.nodes ?? [];
   const seen = new Set(reported.map((n) => n.name));
   // Nodes the coordinator selected but has not reported on yet are waiting their turn.
@@ -51,7 +66,7 @@ function nodeRows(m: NodeMaintenance): string[][] {
   return [
     ...reported.map((n) => [
       n.name,
-      n.phase,
+      stuck.has(n.name) ? `${n.phase} STUCK` : n.phase,
       actionCell(n, total),
       drainCell(n),
       blockedCell(n),
@@ -72,6 +87,13 @@ function holdLines(m: NodeMaintenance): string[] {
       phase === 'Paused'
         ? `  paused: no node starts or begins its next step; \`noma resume ${ref}\` goes on`
         : `  pausing: spec.paused is set; steps in flight finish first`,
+    );
+  }
+  const stuck = m.status?.conditions?.find((c) => c.type === 'Stuck' && c.status === 'True');
+  if (stuck !== undefined) {
+    lines.push(
+      `  STUCK: ${truncate(stuck.message ?? 'nodes stuck', 300)} (no progress for longer ` +
+        "than the coordinator's --stuck-after; see the node's Events)",
     );
   }
   if (phase === 'Halted') {

@@ -3,10 +3,32 @@
 // records how it ended, through the run's StepHost.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Action, NodeMaintenance, NodeStatus } from '../../shared/api/index.js';
+import { parseDuration } from '../../shared/duration.js';
 import { actionId, type ActionProgress } from '../actions/dispatcher.js';
+import { runsAsPod } from '../actions/pod-job.js';
 import type { EventType } from '../events.js';
 import { setCondition, transition } from './model.js';
 import type { RunDeps } from './run.js';
+
+const DEFAULT_AGENT_TIMEOUT = '15m';
+const DEFAULT_AGENT_TIMEOUT_MS = 15 * 60_000;
+
+/** options.agentTimeout in ms (default 15m). */
+export function agentTimeoutMs(value: string | undefined): number {
+  return value === undefined
+    ? DEFAULT_AGENT_TIMEOUT_MS
+    : (parseDuration(value) ?? DEFAULT_AGENT_TIMEOUT_MS);
+}
+
+/**
+ * How much longer a step may wait for its node's agent, in ms, when it has waited since
+ * `since` (status.nodes[].agentWaitSince, so a restarted coordinator goes on counting); 0 or
+ * less: the wait is over and the node fails. An unreadable `since` starts the wait now.
+ */
+export function agentWaitLeftMs(since: string | undefined, now: Date, timeoutMs: number): number {
+  const start = since === undefined ? NaN : Date.parse(since);
+  return Number.isNaN(start) ? timeoutMs : start + timeoutMs - now.getTime();
+}
 
 /** One step of one node, as it starts (its action ID recorded). */
 export interface ActionStep {
@@ -64,7 +86,7 @@ export class ActionSteps {
         : undefined;
     // The ID is in status before anything is sent: a restarted coordinator re-sends the same
     // ID, and the agent's ledger makes the second send return the first result.
-    const { message: _m, job: _j, ...previous } = node;
+    const { message: _m, job: _j, agentWaitSince: _w, ...previous } = node;
     const next = transition(previous, 'InAction', this.host.deps.now(), {
       currentActionIndex: index,
       currentActionType: action.type,
@@ -108,7 +130,14 @@ export class ActionSteps {
       await this.host.finishNode(name, fields);
       return;
     }
-    const { actionID: _id, message: _m, job: _j, attempt: _a, ...rest } = this.host.node(name);
+    const {
+      actionID: _id,
+      message: _m,
+      job: _j,
+      attempt: _a,
+      agentWaitSince: _w,
+      ...rest
+    } = this.host.node(name);
     await this.host.setNode(
       name,
       transition(rest, 'InAction', this.host.deps.now(), {
@@ -171,8 +200,8 @@ export class ActionSteps {
     const { name, index, action, signal } = step;
     const id = step.node.actionID ?? '';
     for (;;) {
-      const { job, bootIDBeforeReboot } = this.host.node(name);
-      const outcome = await this.host.deps.dispatcher.run({
+      const { job, bootIDBeforeReboot, agentWaitSince } = this.host.node(name);
+      const running = this.host.deps.dispatcher.run({
         actionId: id,
         node: name,
         index,
@@ -189,9 +218,11 @@ export class ActionSteps {
         annotations: () => this.host.cr().metadata.annotations ?? {},
         maintenanceChanged: (s) => this.host.maintenanceChanged(s),
       });
+      if (agentWaitSince !== undefined) void this.#endAgentWait(name, id, running);
+      const outcome = await running;
       if (signal.aborted) return;
       if (outcome.kind === 'unavailable') {
-        if (!(await this.#waitForAgent(name, outcome, signal))) return;
+        if (!(await this.#waitForAgent(step, outcome))) return;
         continue;
       }
       const fields: Partial<NodeStatus> = {
@@ -209,6 +240,30 @@ export class ActionSteps {
       await outcome.afterRecorded?.();
       return;
     }
+  }
+
+  /**
+   * A dispatcher without an agent answers `unavailable` at once; one still busy after a second
+   * has handed the step over, and the wait is over: a coordinator restarted later while the
+   * step runs must not count the agent's reconnection against the old wait.
+   */
+  async #endAgentWait(name: string, id: string, running: Promise<unknown>): Promise<void> {
+    const ac = new AbortController();
+    const first = await Promise.race([
+      running.then(
+        () => 'answered' as const,
+        () => 'answered' as const,
+      ),
+      sleep(1_000, 'handed over' as const, { signal: ac.signal, ref: false }).catch(
+        () => 'answered' as const,
+      ),
+    ]);
+    ac.abort();
+    const current = this.host.node(name);
+    if (first === 'answered' || current.actionID !== id || current.agentWaitSince === undefined)
+      return;
+    const { agentWaitSince: _w, message: _m, ...rest } = current;
+    await this.host.setNode(name, rest);
   }
 
   /** A job (the step's pod) is committed before the wait for it; messages are progress. */
@@ -229,18 +284,42 @@ export class ActionSteps {
     else if (p.message !== current.message) await this.host.setNode(name, next, true);
   }
 
-  /** Says why the step cannot run now and waits; false when the run stopped meanwhile. */
+  /**
+   * Says why the step cannot run now and waits; false when the run stopped meanwhile or the node
+   * failed. A step for the node's agent waits at most options.agentTimeout, counted from
+   * agentWaitSince; a step that runs as a pod needs no agent and waits for the API server.
+   */
   async #waitForAgent(
-    name: string,
+    step: ActionStep,
     outcome: { message: string; reason?: string },
-    signal: AbortSignal,
   ): Promise<boolean> {
+    const { name, action, signal } = step;
     const current = this.host.node(name);
-    if (current.message !== outcome.message) {
-      await this.host.setNode(name, { ...current, message: outcome.message });
-      this.host.event('Warning', outcome.reason ?? 'WaitingForAgent', outcome.message, name);
+    const now = this.host.deps.now();
+    const timed = !runsAsPod(action);
+    const since = timed ? (current.agentWaitSince ?? now.toISOString()) : undefined;
+    const option = this.host.cr().spec.options?.agentTimeout;
+    const left = timed ? agentWaitLeftMs(since, now, agentTimeoutMs(option)) : Infinity;
+    if (left <= 0) {
+      const message =
+        `AgentUnavailable: ${outcome.message.slice(0, 512)}; waited ` +
+        `${option ?? DEFAULT_AGENT_TIMEOUT} (agentTimeout) since ${since ?? ''}`;
+      await this.host.failNode(name, 'AgentUnavailable', message);
+      return false;
     }
-    return sleep(this.host.deps.agentRetryMs, undefined, { signal }).then(
+    if (current.message !== outcome.message || current.agentWaitSince !== since) {
+      // Not progress-only: agentWaitSince must survive a restart of the coordinator.
+      await this.host.setNode(name, {
+        ...current,
+        message: outcome.message,
+        ...(since === undefined ? {} : { agentWaitSince: since }),
+      });
+      if (current.message !== outcome.message)
+        this.host.event('Warning', outcome.reason ?? 'WaitingForAgent', outcome.message, name);
+    }
+    // Past the deadline by a hair, so the next look finds it passed.
+    const delay = Math.min(this.host.deps.agentRetryMs, left + 5);
+    return sleep(delay, undefined, { signal }).then(
       () => true,
       () => false,
     );

@@ -37,7 +37,7 @@ import type { Claim } from '../nodes/claims.js';
 import { kubeNodeCache, type NodeCache } from '../nodes/node-cache.js';
 import { statusCode, type NodeOps } from '../nodes/node-ops.js';
 import type { DrainFn } from './ports.js';
-import { MaintenanceRun, type Fleet } from './run.js';
+import { MaintenanceRun, type Fleet, type RunDeps } from './run.js';
 import { createStatusStore, kubeStatusWriter, type StatusWriter } from './status-store.js';
 
 export interface ControllerOptions {
@@ -59,6 +59,10 @@ export interface ControllerOptions {
   readonly statusWriter?: (cr: NodeMaintenance) => StatusWriter;
   /** Watch only this namespace (default: all). */
   readonly watchNamespace?: string | undefined;
+  /** A node that has not moved this long is Stuck (0 = never). */
+  readonly stuckAfterMs?: number;
+  /** How long a node spent in a phase, as it leaves it (the per-phase histogram). */
+  readonly observePhase?: RunDeps['observePhase'];
 }
 type MaintenanceRunSkip = Parameters<DrainFn>[1]['skipPod'];
 
@@ -71,6 +75,8 @@ export class Controller {
   private resync: NodeJS.Timeout | undefined;
   private stopped = false;
   private lastSync = 0;
+  /** The watch is up (connected since its last error): a quiet watch is a fresh one. */
+  private watching = false;
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   readonly fleet: Fleet;
@@ -157,7 +163,12 @@ export class Controller {
     };
     informer.on('add', onObject);
     informer.on('update', onObject);
+    informer.on('connect', () => {
+      this.watching = true;
+      this.lastSync = Date.now();
+    });
     informer.on('error', (err: unknown) => {
+      this.watching = false;
       if (this.stopped) return;
       // Watch dropped or 410 Gone: list again and go on watching.
       this.opts.log.warn({ err }, 'NodeMaintenance watch failed; restarting');
@@ -180,6 +191,8 @@ export class Controller {
     this.ready.resolve();
     // Level-based: every object is looked at again periodically, even without an event.
     this.resync = setInterval(() => {
+      // With no NodeMaintenance changing, nothing else says the watch is alive.
+      if (this.watching) this.lastSync = Date.now();
       for (const obj of informer.list()) this.reconcileLogged(obj);
     }, this.opts.resyncMs ?? 60_000);
     this.resync.unref();
@@ -291,6 +304,8 @@ export class Controller {
       maxSelectedNodes: this.opts.maxSelectedNodes,
       agentRetryMs: this.opts.agentRetryMs ?? 5_000,
       ...(this.opts.skipPod ? { skipPod: this.opts.skipPod } : {}),
+      ...(this.opts.stuckAfterMs === undefined ? {} : { stuckAfterMs: this.opts.stuckAfterMs }),
+      ...(this.opts.observePhase ? { observePhase: this.opts.observePhase } : {}),
       onUpdate: (next) => {
         latest = next;
       },

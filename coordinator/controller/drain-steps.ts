@@ -5,12 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NodeStatus } from '../../shared/api/index.js';
 import { backoffMs, parseDuration } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
+import { setLongTimeout } from '../../shared/timers.js';
 import type { TaintSpec } from '../nodes/taints.js';
 import type { StepHost } from './action-steps.js';
 import { transition } from './model.js';
 import type { DrainFn, DrainOutcome, DrainProgress } from './ports.js';
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 30 * 60_000;
+/** options.skipWaitForDeleteTimeout's default (it applies only on nodes that are not Ready). */
+const DEFAULT_SKIP_WAIT_FOR_DELETE_MS = 60_000;
 
 export const isNoExecute = (t: TaintSpec): boolean => t.effect === 'NoExecute';
 
@@ -27,6 +30,8 @@ export class DrainSteps {
   constructor(
     private readonly host: StepHost,
     private readonly log: Logger,
+    /** A drain begun at `startedMs` ran past drainTimeout (`timeout`): SLAExpired. */
+    private readonly onSlaExpired?: (name: string, startedMs: number, timeout: string) => void,
   ) {}
 
   /** Which pods the first drain ends: all of them when a NoExecute taint would end them next. */
@@ -112,6 +117,7 @@ export class DrainSteps {
       opts.drainTimeout === undefined
         ? DEFAULT_DRAIN_TIMEOUT_MS
         : (parseDuration(opts.drainTimeout) ?? DEFAULT_DRAIN_TIMEOUT_MS);
+    const sla = this.#slaTimer(name, timeoutMs, opts.drainTimeout ?? '30m');
     const result = await this.#drainWithRetry(
       name,
       {
@@ -120,12 +126,40 @@ export class DrainSteps {
         evictUnmanagedPods: opts.evictUnmanagedPods === true,
         forceDrain: opts.forceDrain === true,
         timeoutMs,
+        skipWaitForDeleteTimeoutSeconds: skipWaitSeconds(opts.skipWaitForDeleteTimeout),
         ...(this.host.deps.skipPod ? { skipPod: this.host.deps.skipPod } : {}),
       },
       onProgress,
       signal,
-    );
+    ).finally(() => {
+      sla.end(signal.aborted);
+    });
     return signal.aborted ? undefined : { ...result, progress: merge(result.progress) };
+  }
+
+  /**
+   * SLAExpired at drainTimeout after the drain began: the first drain began when the node
+   * entered Draining (so a restart keeps the deadline), the one before Reboot/DeleteNode now.
+   * A drain that ends (forceDrain deleting) as the deadline passes still records it.
+   */
+  #slaTimer(name: string, timeoutMs: number, timeout: string): { end(aborted: boolean): void } {
+    const node = this.host.node(name);
+    const nowMs = this.host.deps.now().getTime();
+    const began = node.phase === 'Draining' ? Date.parse(node.lastTransitionTime ?? '') : NaN;
+    const startedMs = Number.isNaN(began) ? nowMs : began;
+    let fired = false;
+    const fire = () => {
+      fired = true;
+      this.onSlaExpired?.(name, startedMs, timeout);
+    };
+    const timer = setLongTimeout(fire, startedMs + timeoutMs - nowMs);
+    return {
+      end: (aborted) => {
+        timer.clear();
+        const passed = this.host.deps.now().getTime() - startedMs >= timeoutMs;
+        if (!aborted && !fired && passed) fire();
+      },
+    };
   }
 
   /**
@@ -172,4 +206,13 @@ export class DrainSteps {
     );
     return true;
   }
+}
+
+/** options.skipWaitForDeleteTimeout in seconds (default 1m); the drain reads the node's Ready. */
+export function skipWaitSeconds(value: string | undefined): number {
+  const ms =
+    value === undefined
+      ? DEFAULT_SKIP_WAIT_FOR_DELETE_MS
+      : (parseDuration(value) ?? DEFAULT_SKIP_WAIT_FOR_DELETE_MS);
+  return ms / 1000;
 }

@@ -10,6 +10,7 @@ import type {
   NodePhase,
   NodeStatus,
 } from '../../shared/api/index.js';
+import { stampPhaseTimes } from './node-states.js';
 
 export const TERMINAL_NODE_PHASES: ReadonlySet<NodePhase> = new Set([
   'Succeeded',
@@ -69,7 +70,10 @@ export function nextStep(node: NodeStatus, spec: NodeMaintenanceSpec): Step {
   }
 }
 
-/** Returns `node` moved to `phase` with `fields` set; times are ISO strings. */
+/**
+ * Returns `node` moved to `phase` with `fields` set, the state's time in phaseTimes; times are
+ * ISO strings.
+ */
 export function transition(
   node: NodeStatus,
   phase: NodePhase,
@@ -84,7 +88,7 @@ export function transition(
     lastTransitionTime: node.phase === phase ? (node.lastTransitionTime ?? at) : at,
   };
   if (TERMINAL_NODE_PHASES.has(phase) && next.completedAt === undefined) next.completedAt = at;
-  return next;
+  return stampPhaseTimes(node, next, now);
 }
 
 /** A count, or a percentage of `selected` rounded down (at least 1). */

@@ -14,6 +14,7 @@ export type DrainRequest = Pick<
   | 'timeoutMs'
   | 'forceDrain'
   | 'skipPod'
+  | 'skipWaitForDeleteTimeoutSeconds'
 >;
 
 export type DrainFn = (

@@ -25,7 +25,7 @@ import { claimOf, formatClaim, type Claim } from '../nodes/claims.js';
 import { ClaimedElsewhereError, type NodeOps } from '../nodes/node-ops.js';
 import { addTaints, removeOurTaints } from '../nodes/taints.js';
 import type { DrainFn, DrainRequest } from './ports.js';
-import { MaintenanceRun, type Fleet } from './run.js';
+import { MaintenanceRun, type Fleet, type RunDeps } from './run.js';
 import { createStatusStore } from './status-store.js';
 
 const log = createLogger('test', 'silent');
@@ -86,9 +86,12 @@ class FakeNodes implements NodeOps {
     n.spec = Object.assign(n.spec ?? {}, { taints: addTaints(n.spec?.taints ?? [], taints) });
     return Promise.resolve();
   }
+  /** Every phase updateClaim wrote, by node. */
+  readonly claimWrites = new Map<string, string[]>();
   updateClaim(name: string, claim: Claim) {
     const n = this.get(name);
     if (claimOf(n)?.uid === claim.uid) {
+      this.claimWrites.set(name, [...(this.claimWrites.get(name) ?? []), claim.phase]);
       setAnnotations(n, { ...n.metadata?.annotations, [CLAIM_ANNOTATION]: formatClaim(claim) });
     }
     return Promise.resolve();
@@ -175,6 +178,10 @@ function harness(
     globalLimit?: number;
     setup?: (n: FakeNodes) => void;
     write?: (status: Record<string, unknown>) => Promise<void>;
+    drain?: DrainFn;
+    deps?: Pick<RunDeps, 'stuckAfterMs' | 'observePhase'>;
+    /** Fails the first this many node lists with a 500. */
+    listFailures?: number;
   } = {},
 ): Harness {
   const nodes = new FakeNodes();
@@ -196,8 +203,9 @@ function harness(
   });
   const dispatcher = new FakeDispatcher();
   const drains: Harness['drains'] = [];
-  const drain: DrainFn = (node, o) => {
+  const drain: DrainFn = (node, o, ...rest) => {
     drains.push({ node, opts: o });
+    if (opts.drain !== undefined) return opts.drain(node, o, ...rest);
     return Promise.resolve({ ok: true, progress: { total: 1, evicted: 1, pending: 0 } });
   };
   const events: string[] = [];
@@ -224,10 +232,14 @@ function harness(
       changed();
     },
   };
+  let listFailures = opts.listFailures ?? 0;
   const r = new MaintenanceRun(cr, {
     log,
     nodes,
-    listNodes: () => Promise.resolve(names.map((n) => nodes.get(n))),
+    listNodes: () =>
+      (listFailures -= 1) >= 0
+        ? Promise.reject(Object.assign(new Error('etcd leader changed'), { code: 500 }))
+        : Promise.resolve(names.map((n) => nodes.get(n))),
     nodeFacts: (name) => nodes.nodes.get(name),
     claimIsStale: (c) => Promise.resolve(c.uid === 'gone'),
     clearRequests: (done) => {
@@ -257,6 +269,7 @@ function harness(
     maxSelectedNodes: 100,
     agentRetryMs: 10,
     cancelWaitMs: 300,
+    ...opts.deps,
   });
   const h: Harness = {
     run: r,
@@ -495,5 +508,134 @@ describe('MaintenanceRun: deletion', () => {
       expect(h.nodes.get(n).spec?.unschedulable).toBe(false);
       expect(claimOf(h.nodes.get(n))).toBeUndefined();
     }
+  });
+});
+
+describe('MaintenanceRun: states for other controllers', () => {
+  it('records the time of each state, observes each phase left, and keeps the claim on the current phase', async () => {
+    const left: string[] = [];
+    const h = harness(
+      ['a'],
+      { actions: [run('step')] },
+      { deps: { observePhase: (phase) => left.push(phase) } },
+    );
+    await until('the step in flight', () => h.dispatcher.inFlight().length === 1);
+    const claim = () => claimOf(h.nodes.get('a'))?.phase;
+    await until('claim says InAction', () => claim() === 'InAction');
+    const times = h.status('a')?.phaseTimes ?? {};
+    expect(Object.keys(times).sort()).toEqual([
+      'actionStarted',
+      'cordoned',
+      'drained',
+      'scheduled',
+    ]);
+    for (const t of Object.values(times)) expect(t).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    // The cordon's own write says Cordoned; later phases only through updateClaim.
+    expect(h.nodes.claimWrites.get('a')).not.toContain('Cordoned');
+    h.dispatcher.end('a', 'succeeded');
+    await until('a done', () => h.status('a')?.phase === 'Succeeded');
+    expect(h.status('a')?.phaseTimes?.completed).toBeDefined();
+    await until('phases left', () => left.includes('InAction'));
+    expect(left).toEqual(['Pending', 'Cordoned', 'Draining', 'Drained', 'InAction']);
+  });
+
+  it('marks the claim Failed when the node fails', async () => {
+    const h = harness(['a'], { actions: [run('step')] });
+    await until('the step in flight', () => h.dispatcher.inFlight().length === 1);
+    h.dispatcher.end('a', 'failed');
+    await until('claim says Failed', () => claimOf(h.nodes.get('a'))?.phase === 'Failed');
+    expect(h.status('a')?.phaseTimes?.failed).toBeDefined();
+  });
+
+  it('records SLAExpired when drainTimeout passes, and forceDrain still ends the drain', async () => {
+    const h = harness(
+      ['a', 'b'],
+      { actions: [], options: { drainTimeout: '150ms', forceDrain: true } },
+      {
+        // a's pods hold out past drainTimeout (then forceDrain deletes them); b's go at once.
+        drain: async (node) => {
+          if (node === 'a') await new Promise((r) => setTimeout(r, 300));
+          return { ok: true, progress: { total: 1, evicted: 1, pending: 0 } };
+        },
+      },
+    );
+    await until(
+      'both done',
+      () => h.status('a')?.phase === 'Succeeded' && h.status('b')?.phase === 'Succeeded',
+    );
+    expect(h.status('a')?.phaseTimes?.slaExpired).toBeDefined();
+    expect(h.status('b')?.phaseTimes?.slaExpired).toBeUndefined();
+    expect(h.events.filter((e) => e.includes('SLAExpired'))).toEqual([
+      'Warning SLAExpired: a: drainTimeout (150ms) passed while draining a: pods still there are deleted now (forceDrain)',
+      'Warning SLAExpired: ns/m: drainTimeout (150ms) passed while draining a: pods still there are deleted now (forceDrain)',
+    ]);
+    expect(h.notified).toEqual([
+      expect.stringMatching(/^\[ENG-1\] ns\/m: drainTimeout \(150ms\) passed while draining a/),
+    ]);
+    await until('condition', () => h.run.status.conditions?.some((c) => c.type === 'SLAExpired'));
+    const c = h.run.status.conditions?.find((x) => x.type === 'SLAExpired');
+    expect(c).toMatchObject({ status: 'True', reason: 'DrainTimeoutPassed' });
+    expect(c?.message).toMatch(/1 node\(s\): a;/);
+  });
+
+  it('raises Stuck for a node whose step does not end, and clears it once the node moves', async () => {
+    const h = harness(['a', 'b'], { actions: [run('step')] }, { deps: { stuckAfterMs: 150 } });
+    await until('steps in flight', () => h.dispatcher.inFlight().length === 2);
+    h.dispatcher.end('b', 'succeeded');
+    const stuck = () => h.run.status.conditions?.find((c) => c.type === 'Stuck');
+    await until('Stuck', () => stuck()?.status === 'True', 3_000);
+    expect(h.run.stuckNodes().map((n) => n.name)).toEqual(['a']);
+    expect(stuck()?.message).toMatch(
+      /^1 node\(s\) stuck: a: step 0 \(step\) for \d+s without progress$/,
+    );
+    expect(h.events).toContainEqual(expect.stringMatching(/^Warning Stuck: a: stuck: step 0/));
+    h.dispatcher.end('a', 'succeeded');
+    await until('Stuck cleared', () => stuck()?.status === 'False', 3_000);
+    expect(h.run.stuckNodes()).toEqual([]);
+  });
+
+  it('does not count a long pause once resumed', async () => {
+    const h = harness(
+      ['a'],
+      { actions: [run('one'), run('boot', 'Reboot')] },
+      {
+        deps: { stuckAfterMs: 1_000 },
+        // The drain before the Reboot (every pod) takes a while: the node does not move meanwhile.
+        drain: async (_node, o) => {
+          if (o.drainNonGpuPods) await new Promise((r) => setTimeout(r, 700));
+          return { ok: true, progress: { total: 1, evicted: 1, pending: 0 } };
+        },
+      },
+    );
+    await until('the step in flight', () => h.dispatcher.inFlight().length === 1);
+    h.update((cr) => ({ ...cr, spec: { ...cr.spec, paused: true } }));
+    h.dispatcher.end('a', 'succeeded');
+    await until('a waits, paused', () => h.status('a')?.message?.startsWith('waiting: paused'));
+    await new Promise((r) => setTimeout(r, 1_200)); // paused longer than stuckAfter
+    h.update((cr) => ({ ...cr, spec: { ...cr.spec, paused: false } }));
+    await until('the Reboot in flight', () => h.dispatcher.inFlight().length === 1, 3_000);
+    expect(h.events.filter((e) => e.includes('Stuck'))).toEqual([]);
+  });
+
+  it('does not call a paused maintenance Stuck', async () => {
+    const h = harness(
+      ['a'],
+      { actions: [run('one'), run('two')], paused: false },
+      { deps: { stuckAfterMs: 100 } },
+    );
+    await until('the step in flight', () => h.dispatcher.inFlight().length === 1);
+    h.update((cr) => ({ ...cr, spec: { ...cr.spec, paused: true } }));
+    h.dispatcher.end('a', 'succeeded');
+    await new Promise((r) => setTimeout(r, 400));
+    expect(h.run.stuckNodes()).toEqual([]);
+    expect(h.run.status.conditions?.find((c) => c.type === 'Stuck')).toBeUndefined();
+  });
+});
+
+describe('MaintenanceRun: selection', () => {
+  it('selects again when the API server fails the node list, instead of staying Pending', async () => {
+    const h = harness(['a'], { actions: [] }, { listFailures: 2 });
+    await until('completed', () => h.run.status.phase === 'Completed', 5_000);
+    expect(h.nodes.cordoned).toEqual(['a']);
   });
 });

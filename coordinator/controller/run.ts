@@ -5,7 +5,12 @@
 import { EventEmitter, once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node, V1Taint } from '@kubernetes/client-node';
-import type { NodeMaintenance, NodeMaintenanceStatus, NodeStatus } from '../../shared/api/index.js';
+import type {
+  NodeMaintenance,
+  NodeMaintenanceStatus,
+  NodePhase,
+  NodeStatus,
+} from '../../shared/api/index.js';
 import { backoffMs } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
 import {
@@ -18,7 +23,14 @@ import {
 import type { ActionDispatcher } from '../actions/dispatcher.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder, EventTarget } from '../events.js';
-import { foreignClaim, initialStateOf, isUnavailable, type Claim } from '../nodes/claims.js';
+import {
+  claimOf,
+  foreignClaim,
+  initialStateOf,
+  isUnavailable,
+  type Claim,
+} from '../nodes/claims.js';
+import { ClaimPhaseWriter } from '../nodes/claim-writer.js';
 import { ClaimedElsewhereError, isTransient, type NodeOps } from '../nodes/node-ops.js';
 import { sameTaint, type TaintSpec } from '../nodes/taints.js';
 import {
@@ -39,6 +51,14 @@ import {
 } from './model.js';
 import { ActionSteps, type StepHost } from './action-steps.js';
 import { DrainSteps, isNoExecute } from './drain-steps.js';
+import {
+  findStuck,
+  isoSeconds,
+  slaCondition,
+  stuckCondition,
+  withPhaseTime,
+  type StuckNode,
+} from './node-states.js';
 import { planRequests } from './requests.js';
 import type { DrainFn } from './ports.js';
 import type { StatusStore } from './status-store.js';
@@ -89,6 +109,10 @@ export interface RunDeps {
   readonly skipPod?: DrainFnSkip;
   /** Told about every new version of the object (the status store reads spec from it). */
   readonly onUpdate?: (cr: NodeMaintenance) => void;
+  /** A node that has not moved this long is Stuck (node-states.ts findStuck); 0 = never. */
+  readonly stuckAfterMs?: number;
+  /** Told how long a node spent in `phase` as it leaves it (the per-phase histogram). */
+  readonly observePhase?: (phase: NodePhase, seconds: number) => void;
 }
 type DrainFnSkip = Parameters<DrainFn>[1]['skipPod'];
 
@@ -116,6 +140,13 @@ export class MaintenanceRun {
   /** The action steps, one handler per type (action-steps.ts). */
   private readonly steps: ActionSteps;
   private readonly drains: DrainSteps;
+  /** The node's current phase in its claim annotation, coalesced and not awaited. */
+  private readonly claims: ClaimPhaseWriter;
+  /** Nodes found Stuck at the last check, and the timer of the checks. */
+  private stuck: readonly StuckNode[] = [];
+  private stuckTimer: NodeJS.Timeout | undefined;
+  /** When a node's wait between steps (pause, failure budget) ended: not time it was stuck. */
+  private readonly waitEnded = new Map<string, number>();
 
   constructor(
     private cr: NodeMaintenance,
@@ -126,7 +157,16 @@ export class MaintenanceRun {
     const nodes = deps.store.nodes();
     this.haltAnnounced = isHalted(nodes, cr.spec) && !nodes.every(isTerminal);
     this.steps = new ActionSteps(this.host());
-    this.drains = new DrainSteps(this.host(), this.log);
+    this.drains = new DrainSteps(this.host(), this.log, (name, startedMs, timeout) => {
+      this.slaExpired(name, startedMs, timeout);
+    });
+    this.claims = new ClaimPhaseWriter((name, claim) => {
+      // The cached node saves a read, unless it might make the write look done already.
+      const known = deps.nodeFacts(name);
+      const cached = known === undefined ? undefined : claimOf(known);
+      const useKnown = cached?.uid === claim.uid && cached.phase !== claim.phase;
+      return deps.nodes.updateClaim(name, claim, useKnown ? known : undefined);
+    }, this.log);
   }
 
   /** What the steps (action-steps.ts, drain-steps.ts) need of this run. */
@@ -230,6 +270,7 @@ export class MaintenanceRun {
   /** Stops in-flight work (drains, agent actions) and waits for the node tasks to settle. */
   async stop(): Promise<void> {
     this.abort.abort();
+    clearInterval(this.stuckTimer);
     await this.done;
     await Promise.all(this.tasks.values());
     await this.requests;
@@ -243,7 +284,26 @@ export class MaintenanceRun {
 
   private async setNode(name: string, next: NodeStatus, progressOnly = false): Promise<void> {
     if (next.name !== name) throw new Error(`entry of ${next.name} given for ${name}`);
-    await this.deps.store.setNode(next, progressOnly);
+    const prev = this.deps.store.node(name);
+    const written = this.deps.store.setNode(next, progressOnly);
+    if (prev !== undefined && prev.phase !== next.phase) this.moved(prev, next);
+    await written;
+  }
+
+  /** A node changed phase: the time it spent in the last one, and its claim's phase. */
+  private moved(prev: NodeStatus, next: NodeStatus): void {
+    const since = prev.lastTransitionTime ?? prev.startedAt ?? this.status.startedAt;
+    if (since !== undefined) {
+      const seconds = (this.deps.now().getTime() - Date.parse(since)) / 1000;
+      this.deps.observePhase?.(prev.phase, Math.max(0, seconds));
+    }
+    // No claim before the cordon; finished nodes give theirs up (release, return).
+    if (next.initialState === undefined || next.claimReleased === true) return;
+    if (next.phase === 'Succeeded' || next.phase === 'Restored') {
+      this.claims.forget(next.name);
+      return;
+    }
+    this.claims.set(next.name, this.claim(next.phase));
   }
 
   /** Every taint noma adds, NoExecute ones included: what a return to service removes. */
@@ -272,12 +332,17 @@ export class MaintenanceRun {
     await this.deps.ready();
     if (this.status.observedNodes === undefined) {
       if (this.status.phase === 'Failed') return;
-      const ok = await this.select();
+      const ok = await this.selectWithRetry();
       if (!ok) return;
     }
     this.queueRequests();
+    this.watchStuck();
+    this.resyncClaims();
     for (const n of this.status.nodes ?? []) this.startNode(n.name);
     while (this.tasks.size > 0) await Promise.all(this.tasks.values());
+    clearInterval(this.stuckTimer);
+    this.stuckTimer = undefined;
+    this.checkStuck();
     await this.deps.store.flush();
     // Only when it ends in this process: a restart must not announce old results again.
     const phase = this.status.phase;
@@ -367,10 +432,35 @@ export class MaintenanceRun {
     return true;
   }
 
+  /**
+   * select() throws only when the API server did not answer (a refusal fails the maintenance):
+   * try again, or the maintenance would stay Pending until the next restart.
+   */
+  private async selectWithRetry(): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.select();
+      } catch (err) {
+        if (this.abort.signal.aborted || !isTransient(err)) throw err;
+        this.log.warn({ err, attempt }, 'selecting nodes failed; retrying');
+        const aborted = await sleep(backoffMs(attempt, { baseMs: 500, maxMs: 30_000 }), undefined, {
+          signal: this.abort.signal,
+        }).then(
+          () => false,
+          () => true,
+        );
+        if (aborted) return false;
+      }
+    }
+  }
+
   private async runNode(name: string): Promise<void> {
     const signal = this.abort.signal;
     let failures = 0;
+    let failedAt: NodeStatus | undefined;
     for (;;) {
+      // A step that went through since the last failure: the API server is back.
+      if (failedAt !== undefined && this.node(name) !== failedAt) failures = 0;
       try {
         await this.walkNode(name, signal);
         return;
@@ -381,6 +471,7 @@ export class MaintenanceRun {
         // API server was away is retried rather than failing a node that is fine.
         if (isTransient(err) && failures < MAX_TRANSIENT_FAILURES) {
           this.log.warn({ err, node: name, failures }, 'step failed; retrying');
+          failedAt = this.node(name);
           await sleep(backoffMs(failures++, { baseMs: 500, maxMs: 30_000 }), undefined, {
             signal,
           }).catch(() => undefined);
@@ -458,6 +549,7 @@ export class MaintenanceRun {
       await this.waitForChange(signal);
     }
     if (waited && !signal.aborted) {
+      this.waitEnded.set(name, this.deps.now().getTime());
       const { message, ...rest } = this.node(name);
       if (message?.startsWith('waiting: ') === true) await this.setNode(name, rest, true);
     }
@@ -496,13 +588,9 @@ export class MaintenanceRun {
     const { job: _job, ...node } = this.node(name);
     const failed = transition(node, 'Failed', this.deps.now(), { ...fields, message });
     this.retrying.delete(name);
+    // The claim says Failed too (setNode → moved, not awaited).
     await this.setNode(name, failed);
     this.event('Warning', reason, message, name);
-    if (node.initialState !== undefined) {
-      await this.deps.nodes.updateClaim(name, this.claim('Failed')).catch((err: unknown) => {
-        this.log.warn({ err, node: name }, 'could not mark the claim Failed');
-      });
-    }
     this.announceHaltChange();
     this.deps.fleet.notifyChanged();
   }
@@ -527,6 +615,11 @@ export class MaintenanceRun {
       `${maxFailedNodes(this.cr.spec, nodes.length)}). No node starts until failed nodes ` +
       `are restored (noma restore) or retried (noma retry), or the budget is raised.`;
     this.event('Warning', 'FailureBudgetExceeded', text);
+    this.notify(text, 'halt');
+  }
+
+  /** To the notify webhook, if one is configured: the first Notify action's channel, or noma. */
+  private notify(text: string, what: string): void {
     const channel = this.cr.spec.actions.find((a) => a.notify !== undefined)?.notify?.channel;
     void this.deps.notifier
       .send(
@@ -535,10 +628,92 @@ export class MaintenanceRun {
       )
       .then((outcome) => {
         if (!outcome.delivered && outcome.error !== 'no webhook configured') {
-          this.log.warn({ error: outcome.error }, 'halt notification not delivered');
+          this.log.warn({ error: outcome.error }, `${what} notification not delivered`);
         }
       })
       .catch(() => undefined);
+  }
+
+  // ---- states for other controllers: SLAExpired, Stuck (node-states.ts) -------------------
+
+  /**
+   * A drain of `name` that began at `startedMs` passed drainTimeout: recorded once per drain
+   * (phaseTimes.slaExpired, the SLAExpired condition, an Event, the webhook), whether forceDrain
+   * then deletes what is left or the node fails.
+   */
+  private slaExpired(name: string, startedMs: number, timeout: string): void {
+    const node = this.deps.store.node(name);
+    if (node === undefined || this.abort.signal.aborted) return;
+    const before = node.phaseTimes?.slaExpired;
+    // Announced for this drain already (by this process, or by one before a restart).
+    if (before !== undefined && Date.parse(before) >= startedMs - 1_000) return;
+    const now = this.deps.now();
+    void this.setNode(name, withPhaseTime(node, 'slaExpired', now), true).catch(() => undefined);
+    this.deps.store.coalesce((s) => ({
+      ...s,
+      conditions: setCondition(s.conditions, slaCondition(s.nodes ?? [], timeout), now),
+    }));
+    const then =
+      this.cr.spec.options?.forceDrain === true
+        ? 'pods still there are deleted now (forceDrain)'
+        : 'the node fails unless its pods go';
+    const text = `drainTimeout (${timeout}) passed while draining ${name}: ${then}`;
+    this.event('Warning', 'SLAExpired', text, name);
+    this.notify(text, 'SLAExpired');
+  }
+
+  /**
+   * A coordinator that stopped between a change of phase and its claim write left the claim
+   * behind: where the cache (listed before any run starts) shows our claim on another phase,
+   * write the current one. Nodes whose claim is right cost nothing.
+   */
+  private resyncClaims(): void {
+    for (const n of this.deps.store.nodes()) {
+      if (n.initialState === undefined || n.claimReleased === true) continue;
+      if (n.phase === 'Succeeded' || n.phase === 'Restored') continue;
+      const c = claimOf(this.deps.nodeFacts(n.name));
+      if (c?.uid === this.uid && c.phase !== n.phase) this.claims.set(n.name, this.claim(n.phase));
+    }
+  }
+
+  /** Nodes found Stuck at the last check (for /metrics and tests). */
+  stuckNodes(): readonly StuckNode[] {
+    return this.stuck;
+  }
+
+  /** Looks for Stuck nodes a few times per stuckAfter (at most once a minute). */
+  private watchStuck(): void {
+    const after = this.deps.stuckAfterMs ?? 0;
+    if (after <= 0 || this.stuckTimer !== undefined) return;
+    const every = Math.min(60_000, Math.max(250, Math.floor(after / 4)));
+    this.stuckTimer = setInterval(() => {
+      this.checkStuck();
+    }, every);
+    this.stuckTimer.unref();
+  }
+
+  /** The Stuck condition and an Event per newly stuck node, when the set of them changes. */
+  private checkStuck(): void {
+    const after = this.deps.stuckAfterMs ?? 0;
+    if (after <= 0 || this.abort.signal.aborted) return;
+    const now = this.deps.now();
+    const stuck = findStuck(this.deps.store.nodes(), this.cr.spec, now, after, (name) =>
+      this.waitEnded.get(name),
+    );
+    const before = new Set(this.stuck.map((n) => n.name));
+    const same = stuck.length === before.size && stuck.every((n) => before.has(n.name));
+    this.stuck = stuck;
+    // A condition left True by a process before this one is cleared too.
+    const shown = this.status.conditions?.find((c) => c.type === 'Stuck')?.status === 'True';
+    if (same && shown === stuck.length > 0) return;
+    // Bounded: a fleet that stalls at once gets the condition, not thousands of Events.
+    for (const n of stuck.filter((x) => !before.has(x.name)).slice(0, 10)) {
+      this.event('Warning', 'Stuck', `stuck: ${n.reason}`, n.name);
+    }
+    this.deps.store.coalesce((s) => ({
+      ...s,
+      conditions: setCondition(s.conditions, stuckCondition(stuck), now),
+    }));
   }
 
   /** Undoes what noma did to the node (Complete, restore, deletion): see NodeOps.leave. */
@@ -648,9 +823,11 @@ export class MaintenanceRun {
     this.admitted.set(name, live);
     const init = initialStateOf(live);
     const { message: _waiting, ...rest } = this.node(name);
+    const now = this.deps.now();
     await this.setNode(name, {
       ...rest,
-      startedAt: this.deps.now().toISOString(),
+      startedAt: now.toISOString(),
+      phaseTimes: { ...rest.phaseTimes, scheduled: isoSeconds(now) },
       initialState: {
         unschedulable: init.unschedulable,
         taints: init.taints.map(taintRecord),
@@ -684,6 +861,7 @@ export class MaintenanceRun {
       await this.setNode(name, { name, phase: 'Pending', message: `waiting: ${err.message}` });
       return;
     }
+    this.claims.written(name, 'Cordoned');
     // Not awaited (coalesced): cordon and drain are idempotent, so a coordinator that dies
     // before this is written cordons and drains again from the recorded initial state. Only
     // what a restart could not redo safely waits for its write (the initial state before the

@@ -25,6 +25,7 @@ import type { Logger } from '../../shared/log.js';
 import { STATUS_TAIL_BYTES, tailBytes } from '../../shared/protocol.js';
 import { isTransient, statusCode } from '../nodes/node-ops.js';
 import { setCondition, summarize } from './model.js';
+import { compactPhaseTimes, PHASE_TIMES_HISTORY_MAX_NODES } from './node-states.js';
 
 /**
  * What all output tails of one NodeMaintenance may take together. etcd refuses objects over
@@ -79,7 +80,8 @@ export function compactNode(n: NodeStatus, tailMax: number): NodeStatus {
   if (n.message !== undefined && Buffer.byteLength(n.message) > NODE_MESSAGE_MAX_BYTES) {
     out = { ...out, message: headBytes(n.message, NODE_MESSAGE_MAX_BYTES) };
   }
-  return out;
+  // The tail's share says how many nodes there are: finished ones keep only their end time.
+  return compactPhaseTimes(out, tailMax <= tailLimit(PHASE_TIMES_HISTORY_MAX_NODES));
 }
 
 /** Pure: compactNode over every node of a status. */

@@ -21,6 +21,9 @@ import {
   blockedReason,
   computeProgress,
   daemonSetRefs,
+  deletedLongAgo,
+  deletionRequestedAt,
+  isNodeReady,
   parseStatus,
   pdbNameFromStatus,
   planDrain,
@@ -50,7 +53,11 @@ export interface DrainOptions {
   skipPod?: (pod: V1Pod) => boolean;
   /** Eviction (and forced delete) requests in flight at once. Default 10. */
   concurrency?: number;
-  /** kubectl --skip-wait-for-delete-timeout: ignore pods deleted more than this many s ago. */
+  /**
+   * kubectl --skip-wait-for-delete-timeout, on a node that is not Ready only: a pod whose
+   * deletion has been pending longer than this many seconds counts as gone. The drain reads the
+   * Node at its start and on every relist; forced deletes there use grace period 0.
+   */
   skipWaitForDeleteTimeoutSeconds?: number;
   /** Retry schedule for refused evictions. Default 1 s doubling to 5 s. */
   backoff?: { baseMs: number; capMs: number };
@@ -171,6 +178,11 @@ class NodeDrain {
   #watch: AbortController | undefined;
   #watchFailures = 0;
   #resyncTimer: NodeJS.Timeout | undefined;
+  /** Last known readiness of the node; Ready until read otherwise (nothing skipped). */
+  #nodeReady = true;
+  /** One timer for the next pending deletion that becomes "deleted long ago". */
+  #deadTimer: NodeJS.Timeout | undefined;
+  #deadCheckAt: number | undefined;
   #allGone: () => void = () => undefined;
   readonly #allGonePromise: Promise<void>;
 
@@ -208,14 +220,17 @@ class NodeDrain {
       this.#stop.abort();
       this.#watch?.abort();
       clearInterval(this.#resyncTimer);
+      clearTimeout(this.#deadTimer);
     }
   }
 
   async #run(): Promise<DrainResult> {
     if (this.#signal.aborted) return this.#fail('cancelled');
+    await this.#readNodeReady();
     const { pods, resourceVersion } = await this.#listPods();
     const plan = planDrain(pods, this.#opts, {
       now: new Date(),
+      nodeReady: this.#nodeReady,
       daemonSetExists: await this.#daemonSetLookup(pods),
     });
     // One line per kind of warning, listing the pods, as kubectl prints them.
@@ -262,6 +277,7 @@ class NodeDrain {
       void this.#relist('resync');
     }, this.#opts.resyncMs ?? DEFAULT_RESYNC_MS);
     this.#resyncTimer.unref();
+    this.#planDeadCheck();
 
     const evictions = Promise.all(plan.evict.map((pod) => this.#evictLoop(pod)));
     const outcome = await this.#waitUntilDone();
@@ -463,7 +479,11 @@ class NodeDrain {
             await this.#core.deleteNamespacedPod({
               name: t.pod.metadata?.name ?? '',
               namespace: t.pod.metadata?.namespace ?? '',
-              body: { preconditions: { uid: t.uid } },
+              // No kubelet on a node that is not Ready to serve a grace period: remove at once.
+              body: {
+                preconditions: { uid: t.uid },
+                ...(this.#nodeReady ? {} : { gracePeriodSeconds: 0 }),
+              },
             });
             this.#deps.observe?.('force-deleted');
             this.#unblock(t);
@@ -479,10 +499,12 @@ class NodeDrain {
     if (this.#signal.aborted) return this.#fail('cancelled');
     if (errors.length > 0) return this.#fail(`forced delete failed: ${errors.join('; ')}`);
 
-    const graceS = Math.max(
-      0,
-      ...left.map((t) => t.pod.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_S),
-    );
+    const graceS = this.#nodeReady
+      ? Math.max(
+          0,
+          ...left.map((t) => t.pod.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_S),
+        )
+      : 0;
     const waitMs = this.#opts.forceDeleteWaitMs ?? graceS * 1000 + 30_000;
     const outcome = await Promise.race([
       this.#allGonePromise.then(() => 'done' as const),
@@ -592,7 +614,19 @@ class NodeDrain {
     const uid = pod.metadata?.uid ?? '';
     const mine = this.#tracked.get(uid);
     if (mine !== undefined) {
-      if (phase === 'DELETED') this.#markGone(mine);
+      if (phase === 'DELETED') {
+        this.#markGone(mine);
+        return;
+      }
+      // Its deletionTimestamp (eviction accepted) starts the skip-wait-for-delete clock.
+      mine.pod = pod;
+      if (this.#isDeadDeletion(pod)) {
+        this.#log.warn(
+          { pod: mine.key, skipWaitForDeleteTimeoutSeconds: this.#skipWaitS() },
+          'node not Ready: a pod whose deletion is pending that long counts as gone',
+        );
+        this.#markGone(mine);
+      } else this.#planDeadCheck();
       return;
     }
     // A pod of the same name with a new UID: the one we evicted is gone (StatefulSet-style).
@@ -607,6 +641,7 @@ class NodeDrain {
   async #relist(why: string, persist = false): Promise<string | undefined> {
     for (let failures = 1; !this.#end.signal.aborted; failures++) {
       try {
+        await this.#readNodeReady();
         const { pods, resourceVersion } = await this.#listPods();
         const present = new Set(pods.map((p) => p.metadata?.uid ?? ''));
         for (const t of this.#tracked.values()) if (!present.has(t.uid)) this.#markGone(t);
@@ -622,6 +657,58 @@ class NodeDrain {
       }
     }
     return undefined;
+  }
+
+  // ---- dead nodes: deletions nothing will confirm -------------------------------------------
+
+  #skipWaitS(): number {
+    return this.#opts.skipWaitForDeleteTimeoutSeconds ?? 0;
+  }
+
+  /**
+   * Reads the node's readiness when it matters (skip-wait-for-delete, forced deletes). A Node
+   * that is gone is not Ready; on any other error the last known value stays (Ready at first:
+   * then nothing is skipped, the safe side).
+   */
+  async #readNodeReady(): Promise<void> {
+    if (this.#skipWaitS() <= 0 && !this.#opts.forceDrain) return;
+    try {
+      const node = await this.#core.readNode({ name: this.#node });
+      this.#nodeReady = isNodeReady(node);
+    } catch (err) {
+      if (httpError(err)?.code === 404) this.#nodeReady = false;
+      else this.#log.warn({ err: errMessage(err) }, 'reading the node failed');
+    }
+  }
+
+  #isDeadDeletion(pod: V1Pod): boolean {
+    return deletedLongAgo(pod, this.#skipWaitS(), new Date(), this.#nodeReady);
+  }
+
+  /**
+   * On a node that is not Ready, relists when the next pending deletion passes the limit, so an
+   * evicted pod that never terminates counts as gone then rather than at the next resync.
+   */
+  #planDeadCheck(): void {
+    const limitMs = this.#skipWaitS() * 1000;
+    if (limitMs <= 0 || this.#nodeReady || this.#ended()) return;
+    let due: number | undefined;
+    for (const t of this.#tracked.values()) {
+      const at = t.gone ? undefined : deletionRequestedAt(t.pod);
+      if (at !== undefined) due = Math.min(due ?? Infinity, at.getTime() + limitMs);
+    }
+    if (due === undefined || (this.#deadCheckAt !== undefined && this.#deadCheckAt <= due)) return;
+    clearTimeout(this.#deadTimer);
+    this.#deadCheckAt = due;
+    // A little past the limit, so that the comparison (strictly longer) holds when it runs.
+    this.#deadTimer = setTimeout(
+      () => {
+        this.#deadCheckAt = undefined;
+        void this.#relist('deletion pending past skipWaitForDeleteTimeout');
+      },
+      Math.max(0, due - Date.now()) + 100,
+    );
+    this.#deadTimer.unref();
   }
 
   // ---- progress ------------------------------------------------------------------------------

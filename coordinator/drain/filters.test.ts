@@ -6,7 +6,10 @@ import {
   computeProgress,
   daemonSetRefs,
   decide,
+  deletedLongAgo,
+  deletionRequestedAt,
   diskEmptyDirs,
+  isNodeReady,
   isGpuResourceName,
   parseStatus,
   pdbNameFromStatus,
@@ -267,6 +270,27 @@ describe('decide, in kubectl order', () => {
       ctx,
       { action: 'wait' },
     ],
+    [
+      'a pod deleted long ago on a node that is not Ready',
+      { deletedSecondsAgo: 120 },
+      { ...strict, skipWaitForDeleteTimeoutSeconds: 60 },
+      { ...ctx, nodeReady: false },
+      { action: 'skip', reason: 'DeletedLongAgo' },
+    ],
+    [
+      'a pod deleted long ago on a Ready node: its kubelet finishes it',
+      { deletedSecondsAgo: 120 },
+      { ...strict, skipWaitForDeleteTimeoutSeconds: 60 },
+      { ...ctx, nodeReady: true },
+      { action: 'wait' },
+    ],
+    [
+      'a pod deleted long ago on a node that is not Ready, no limit set',
+      { deletedSecondsAgo: 120 },
+      strict,
+      { ...ctx, nodeReady: false },
+      { action: 'wait' },
+    ],
   ])('%s', (_name, o, opts, c, want) => {
     expect(decide(pod(o), opts, c)).toEqual(want);
   });
@@ -507,5 +531,56 @@ describe('selectorMatches (PDB selectors)', () => {
     ['missing selects none', undefined, false],
   ])('%s', (_n, sel, want) => {
     expect(selectorMatches(sel, labels)).toBe(want);
+  });
+});
+
+describe('dead nodes: deletions pending on a node that is not Ready', () => {
+  const deleting = (secondsAgo: number, graceS?: number): V1Pod => ({
+    metadata: {
+      name: 'p',
+      deletionTimestamp: new Date(NOW.getTime() - secondsAgo * 1000),
+      ...(graceS === undefined ? {} : { deletionGracePeriodSeconds: graceS }),
+    },
+  });
+
+  it.each<[string, V1Pod, number | undefined, boolean | undefined, boolean]>([
+    ['not being deleted', { metadata: { name: 'p' } }, 60, false, false],
+    ['pending longer than the limit, node not Ready', deleting(61), 60, false, true],
+    ['pending exactly the limit', deleting(60), 60, false, false],
+    ['pending longer than the limit, node Ready', deleting(600), 60, true, false],
+    [
+      'pending longer than the limit, readiness unknown (kubectl)',
+      deleting(61),
+      60,
+      undefined,
+      true,
+    ],
+    ['no limit', deleting(600), undefined, false, false],
+    ['limit 0', deleting(600), 0, false, false],
+    // Evicted 5 s ago with a 30 s grace period: deletionTimestamp is 25 s in the future.
+    ['grace not yet served, requested 5 s ago, limit 2 s', deleting(-25, 30), 2, false, true],
+    ['grace not yet served, requested 1 s ago, limit 2 s', deleting(-29, 30), 2, false, false],
+  ])('%s', (_name, p, limit, ready, want) => {
+    expect(deletedLongAgo(p, limit, NOW, ready)).toBe(want);
+  });
+
+  it('dates the request as deletionTimestamp less the grace period', () => {
+    expect(deletionRequestedAt(deleting(-25, 30))?.toISOString()).toBe('2025-12-31T23:59:55.000Z');
+    expect(deletionRequestedAt({ metadata: {} })).toBeUndefined();
+  });
+
+  it.each<[string, Parameters<typeof isNodeReady>[0], boolean]>([
+    ['no Node', undefined, false],
+    ['no conditions', { metadata: { name: 'n' } }, false],
+    ['Ready True', { status: { conditions: [{ type: 'Ready', status: 'True' }] } }, true],
+    ['Ready False', { status: { conditions: [{ type: 'Ready', status: 'False' }] } }, false],
+    ['Ready Unknown', { status: { conditions: [{ type: 'Ready', status: 'Unknown' }] } }, false],
+    [
+      'another condition True',
+      { status: { conditions: [{ type: 'MemoryPressure', status: 'True' }] } },
+      false,
+    ],
+  ])('node readiness: %s', (_name, node, want) => {
+    expect(isNodeReady(node)).toBe(want);
   });
 });

@@ -2,7 +2,7 @@
 // make the whole drain refuse to start, ported from kubectl's drain filters
 // (k8s.io/kubectl/pkg/drain/filters.go); plus the retry schedule and progress arithmetic.
 // Nothing here talks to the API server, so all of it is table-tested without a cluster.
-import type { V1Container, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Node, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 
 /** What the drain does with one pod. */
 export type PodDecision =
@@ -23,12 +23,20 @@ export interface FilterOptions {
   deleteEmptyDirData: boolean;
   evictUnmanagedPods: boolean;
   skipPod?: ((pod: V1Pod) => boolean) | undefined;
-  /** kubectl --skip-wait-for-delete-timeout: pods deleted longer ago than this are ignored. */
+  /**
+   * kubectl --skip-wait-for-delete-timeout: pods whose deletion has been pending longer than
+   * this are ignored (only on a node that is not Ready, see FilterContext.nodeReady).
+   */
   skipWaitForDeleteTimeoutSeconds?: number | undefined;
 }
 
 export interface FilterContext {
   now: Date;
+  /**
+   * Whether the node's kubelet is there to finish deletions. On a Ready node a pod being
+   * deleted always goes, so it is waited for; undefined applies the skip like kubectl does.
+   */
+  nodeReady?: boolean | undefined;
   /** Whether the DaemonSet `namespace/name` exists (looked up by the I/O layer, like kubectl). */
   daemonSetExists: (namespace: string, name: string) => boolean;
 }
@@ -80,14 +88,42 @@ const excludedFilter: Filter = (pod, opts) =>
 const gpuFilter: Filter = (pod, opts) =>
   opts.drainNonGpuPods || requestsGpu(pod) ? undefined : { action: 'skip', reason: 'NotGpu' };
 
-const deletedLongAgoFilter: Filter = (pod, opts, ctx) => {
-  const deletedAt = pod.metadata?.deletionTimestamp;
-  const limit = opts.skipWaitForDeleteTimeoutSeconds ?? 0;
-  if (deletedAt === undefined || limit <= 0) return undefined;
-  return ctx.now.getTime() - new Date(deletedAt).getTime() > limit * 1000
+/** Whether the node's Ready condition is True; a missing Node has no kubelet either. */
+export function isNodeReady(node: V1Node | undefined): boolean {
+  return node?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+}
+
+/**
+ * When the pod's deletion was asked for: deletionTimestamp less the grace period it was given.
+ * Deviation from kubectl, which counts from deletionTimestamp (request + grace): on a node with
+ * no kubelet the grace period is never served, so only the time since the request means anything.
+ */
+export function deletionRequestedAt(pod: V1Pod): Date | undefined {
+  const at = pod.metadata?.deletionTimestamp;
+  if (at === undefined) return undefined;
+  const graceS = pod.metadata?.deletionGracePeriodSeconds ?? 0;
+  return new Date(new Date(at).getTime() - Math.max(0, graceS) * 1000);
+}
+
+/**
+ * A pod that counts as gone: its deletion has been pending longer than the limit, on a node
+ * that is not Ready (nothing there will ever confirm it). Never on a Ready node.
+ */
+export function deletedLongAgo(
+  pod: V1Pod,
+  limitSeconds: number | undefined,
+  now: Date,
+  nodeReady?: boolean,
+): boolean {
+  const requested = deletionRequestedAt(pod);
+  if (requested === undefined || (limitSeconds ?? 0) <= 0 || nodeReady === true) return false;
+  return now.getTime() - requested.getTime() > (limitSeconds ?? 0) * 1000;
+}
+
+const deletedLongAgoFilter: Filter = (pod, opts, ctx) =>
+  deletedLongAgo(pod, opts.skipWaitForDeleteTimeoutSeconds, ctx.now, ctx.nodeReady)
     ? { action: 'skip', reason: 'DeletedLongAgo' }
     : undefined;
-};
 
 // Deviation from kubectl, on purpose: a pod someone already deleted is going away whatever we
 // decide, so it is waited for, never evicted again and never allowed to block the drain.

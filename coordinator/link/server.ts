@@ -83,6 +83,8 @@ function refuse(socket: Duplex, status: number, reason: string): void {
 
 export class AgentLinkServer {
   private readonly conns = new Map<string, Conn>();
+  /** Nodes whose agent said hello since this server started (the downtime watch asks). */
+  private readonly helloed = new Set<string>();
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly pingTimer: NodeJS.Timeout;
@@ -279,6 +281,7 @@ export class AgentLinkServer {
           return;
         }
         conn.hello = msg;
+        this.helloed.add(conn.node);
         conn.lastHeartbeat = new Date();
         this.sendTo(conn, 'welcome', { node: conn.node, heartbeatMs: this.opts.heartbeatMs });
         this.log.info(
@@ -346,6 +349,11 @@ export class AgentLinkServer {
 
   isConnected(node: string): boolean {
     return this.conns.get(node)?.hello !== undefined;
+  }
+
+  /** An agent of `node` said hello since this server started (connected now or not). */
+  hasConnected(node: string): boolean {
+    return this.helloed.has(node);
   }
 
   agents(): AgentInfo[] {

@@ -6,6 +6,8 @@ import type { Logger } from '../../shared/log.js';
 
 export interface NodeCache {
   get(name: string): V1Node | undefined;
+  /** Every node (none before the first list is in). */
+  list(): readonly V1Node[];
   /** Resolves once the first list is in (or after `timeoutMs`, so a failing list blocks nothing). */
   synced(timeoutMs: number): Promise<void>;
   stop(): Promise<void>;
@@ -38,6 +40,7 @@ export function kubeNodeCache(kc: KubeConfig, log: Logger): NodeCache {
   });
   return {
     get: (name) => (listed ? informer.get(name) : undefined),
+    list: () => (listed ? informer.list() : []),
     synced: (timeoutMs) =>
       Promise.race([first, new Promise<void>((r) => setTimeout(r, timeoutMs).unref())]),
     async stop() {

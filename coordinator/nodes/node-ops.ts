@@ -80,8 +80,11 @@ export interface NodeOps {
   ): Promise<void>;
   /** Adds taints (NoExecute ones, once the drain is done). Idempotent. */
   addTaints(name: string, taints: readonly TaintSpec[]): Promise<void>;
-  /** Rewrites the phase in the node's claim, if the claim is `claim.uid`'s. */
-  updateClaim(name: string, claim: Claim): Promise<void>;
+  /**
+   * Rewrites the phase in the node's claim, if the claim is `claim.uid`'s. `known` (the cached
+   * node) saves a read when its resourceVersion is current.
+   */
+  updateClaim(name: string, claim: Claim, known?: V1Node): Promise<void>;
   /**
    * The node leaves a maintenance that ends without returning it (no `Complete`): its claim
    * goes, and LEFT_BY_ANNOTATION records noma's cordon and taints for a later maintenance.
@@ -188,12 +191,16 @@ export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction): NodeOps {
         const next = addTaints(current, taints);
         return taintsEqual(current, next) ? undefined : { spec: { taints: next } };
       }),
-    updateClaim: (name, claim) =>
-      update(name, (node) => {
-        const mine = claimOf(node);
-        if (mine?.uid !== claim.uid || mine.phase === claim.phase) return undefined;
-        return { metadata: { annotations: { [CLAIM_ANNOTATION]: formatClaim(claim) } } };
-      }),
+    updateClaim: (name, claim, known) =>
+      update(
+        name,
+        (node) => {
+          const mine = claimOf(node);
+          if (mine?.uid !== claim.uid || mine.phase === claim.phase) return undefined;
+          return { metadata: { annotations: { [CLAIM_ANNOTATION]: formatClaim(claim) } } };
+        },
+        known,
+      ),
     release: (name, uid, leftBy) =>
       update(name, (node) => {
         // Only our own claim: none means released already (or never taken), and someone

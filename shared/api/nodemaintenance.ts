@@ -393,6 +393,30 @@ const NodeTaintSchema = Type.Object(
   { description: 'A taint as it was on the node.' },
 );
 
+/**
+ * When a node last entered each state (PIKA's states, for other controllers to watch). A fixed
+ * set of keys, each one time to the second: bounded whatever the node's history (retries
+ * overwrite), and small at thousands of nodes.
+ */
+export const NodePhaseTimesSchema = Type.Object(
+  {
+    scheduled: Type.Optional(Time('Admitted: its initial state recorded, capacity given.')),
+    cordoned: Type.Optional(Time('Cordoned and tainted; its drain starts.')),
+    drained: Type.Optional(Time('Its first drain finished.')),
+    actionStarted: Type.Optional(Time('The latest step (spec.actions[i]) was dispatched.')),
+    completed: Type.Optional(Time('Succeeded.')),
+    failed: Type.Optional(Time('Last failed.')),
+    restored: Type.Optional(Time('Returned to its initial state (restore, deletion).')),
+    slaExpired: Type.Optional(Time('A drain of it ran past options.drainTimeout.')),
+  },
+  {
+    description:
+      'When the node last entered each state (PIKA-style states for other controllers), to ' +
+      'the second. Fixed keys, overwritten on a retry: bounded whatever the history.',
+  },
+);
+export type NodePhaseTimes = Static<typeof NodePhaseTimesSchema>;
+
 export const NodeStatusSchema = Type.Object(
   {
     name: Type.String({ description: 'Node name.' }),
@@ -488,6 +512,12 @@ export const NodeStatusSchema = Type.Object(
     bootIDBeforeReboot: Type.Optional(
       Type.String({ description: 'status.nodeInfo.bootID when the Reboot step started.' }),
     ),
+    agentWaitSince: Type.Optional(
+      Time(
+        "When the current step began waiting for the node's agent to connect; the node fails " +
+          'with reason AgentUnavailable once options.agentTimeout has passed since.',
+      ),
+    ),
     claimReleased: Type.Optional(
       Type.Boolean({
         description:
@@ -506,6 +536,7 @@ export const NodeStatusSchema = Type.Object(
     startedAt: Type.Optional(Time('When maintenance of this node started.')),
     completedAt: Type.Optional(Time('When maintenance of this node ended.')),
     lastTransitionTime: Type.Optional(Time('When phase last changed.')),
+    phaseTimes: Type.Optional(NodePhaseTimesSchema),
   },
   { description: 'Progress of one node.' },
 );

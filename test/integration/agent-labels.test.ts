@@ -29,6 +29,7 @@ const YEEZYAI_LABELS = {
   'noma.dev/gpu.product': 'mixed',
   'noma.dev/gpu.memory-mib': '8192',
   'noma.dev/gpu.driver': '570.133.07',
+  'noma.dev/gpu.health': 'healthy',
 };
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -134,7 +135,7 @@ describe('noma agent on a real API server', () => {
     expect(event.message).toMatch(/hardware\.tier=dual-gpu/);
   });
 
-  it('when a GPU is pulled out, removes only the labels it owned and no longer produces', async () => {
+  it('when a GPU is pulled out and that is accepted, removes only the labels it owned and no longer produces', async () => {
     const { name, agent } = await setup('agent-gpu-out', 'rtx5070-rtx3050.csv', {
       team: 'ml',
       // Looks like ours, but the agent never owned it.
@@ -144,6 +145,16 @@ describe('noma agent on a real API server', () => {
 
     await agent.useFixture('rtx5070.csv');
     agent.signal('SIGHUP');
+    // A GPU that stops answering is a lost GPU until an operator accepts the new inventory.
+    const degraded = await waitFor('degraded', async () => {
+      const l = await labelsOf(name);
+      return l['noma.dev/gpu.health'] === 'degraded' ? l : undefined;
+    });
+    expect(degraded).toMatchObject({ ...YEEZYAI_LABELS, 'noma.dev/gpu.health': 'degraded' });
+    await core.patchNode(
+      { name, body: { metadata: { annotations: { 'noma.dev/accept-inventory': '1' } } } },
+      MERGE,
+    );
     const labels = await waitFor('one GPU left', async () => {
       const l = await labelsOf(name);
       return l['gpu.count'] === '1' && !('gpu.rtx3050' in l) ? l : undefined;
