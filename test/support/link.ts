@@ -34,16 +34,29 @@ export async function writeLinkTls(): Promise<LinkTls> {
   return tls;
 }
 
-/** A port that was free a moment ago (for a coordinator that is restarted on the same port). */
+/**
+ * A port that was free a moment ago (for a coordinator that is restarted on the same port),
+ * below Linux's ephemeral range (32768+): a port the kernel hands out is the local end of some
+ * other test's outgoing connection a moment later, and the coordinator's listen then fails.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+  }
+  throw new Error('no free port found below the ephemeral range');
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+    s.once('error', () => {
+      resolve(false);
+    });
+    // 0.0.0.0, as the coordinator listens: a port taken on any address does not do.
+    s.listen(port, '0.0.0.0', () => {
       s.close(() => {
-        resolve(port);
+        resolve(true);
       });
     });
   });
