@@ -190,8 +190,11 @@ describe('lost GPUs', () => {
       MERGE,
     );
     await waitFor('refusal', async () => (await eventsOf(name, 'InventoryAcceptRefused')).length);
-    const refused = await node(name);
-    expect(refused.metadata?.annotations?.[ACCEPT_INVENTORY_ANNOTATION]).toBeUndefined();
+    // The Event and the removal of the annotation are two writes; either may land first.
+    const refused = await waitFor('the refused annotation removed', async () => {
+      const n = await node(name);
+      return n.metadata?.annotations?.[ACCEPT_INVENTORY_ANNOTATION] === undefined ? n : undefined;
+    });
     expect(refused.metadata?.labels?.[GPU_HEALTH_LABEL]).toBe('degraded');
 
     await agent.useFixture('h100-sxm-x8.csv');
