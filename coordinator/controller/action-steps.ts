@@ -44,7 +44,16 @@ export interface ActionStep {
 export interface StepHost {
   readonly deps: Pick<
     RunDeps,
-    'nodes' | 'dispatcher' | 'notifier' | 'store' | 'now' | 'agentRetryMs' | 'drain' | 'skipPod'
+    | 'nodes'
+    | 'dispatcher'
+    | 'notifier'
+    | 'store'
+    | 'now'
+    | 'agentRetryMs'
+    | 'drain'
+    | 'skipPod'
+    | 'clearRequests'
+    | 'fleet'
   >;
   cr(): NodeMaintenance;
   uid(): string;

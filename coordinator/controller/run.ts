@@ -13,13 +13,7 @@ import type {
 } from '../../shared/api/index.js';
 import { backoffMs } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
-import {
-  MAINTENANCE_TAINT,
-  RESTORE_ANNOTATION,
-  RETRY_ANNOTATION,
-  maintenanceLabelValue,
-  parseNodeList,
-} from '../../shared/maintenance-keys.js';
+import { MAINTENANCE_TAINT, maintenanceLabelValue } from '../../shared/maintenance-keys.js';
 import type { ActionDispatcher } from '../actions/dispatcher.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder, EventTarget } from '../events.js';
@@ -59,7 +53,7 @@ import {
   withPhaseTime,
   type StuckNode,
 } from './node-states.js';
-import { planRequests } from './requests.js';
+import { RequestSteps } from './request-steps.js';
 import type { DrainFn } from './ports.js';
 import type { StatusStore } from './status-store.js';
 
@@ -135,11 +129,10 @@ export class MaintenanceRun {
   /** Restore/retry requests, one batch at a time. */
   private requests: Promise<void> = Promise.resolve();
   private haltAnnounced = false;
-  /** Restore/retry entries acted on whose removal from the annotation is not seen yet. */
-  private readonly decided = new Set<string>();
   /** The action steps, one handler per type (action-steps.ts). */
   private readonly steps: ActionSteps;
   private readonly drains: DrainSteps;
+  private readonly requestSteps: RequestSteps;
   /** The node's current phase in its claim annotation, coalesced and not awaited. */
   private readonly claims: ClaimPhaseWriter;
   /** Nodes found Stuck at the last check, and the timer of the checks. */
@@ -157,6 +150,15 @@ export class MaintenanceRun {
     const nodes = deps.store.nodes();
     this.haltAnnounced = isHalted(nodes, cr.spec) && !nodes.every(isTerminal);
     this.steps = new ActionSteps(this.host());
+    this.requestSteps = new RequestSteps(this.host(), {
+      afterRequests: () => {
+        this.announceHaltChange();
+        this.deps.fleet.notifyChanged();
+      },
+      runAgain: (name) => {
+        this.runAgain(name);
+      },
+    });
     this.drains = new DrainSteps(this.host(), this.log, (name, startedMs, timeout) => {
       this.slaExpired(name, startedMs, timeout);
     });
@@ -896,100 +898,20 @@ export class MaintenanceRun {
 
   private queueRequests(): void {
     this.requests = this.requests
-      .then(() => this.handleRequests())
+      .then(() =>
+        this.abort.signal.aborted || this.status.observedNodes === undefined
+          ? undefined
+          : this.requestSteps.handle(),
+      )
       .catch((err: unknown) => {
         // The annotation stays: the next version of the object (or the resync) tries again.
         this.log.warn({ err }, 'restore/retry requests not handled; will retry');
       });
   }
 
-  /** Acts on the restore/retry annotations, then removes the entries it decided on. */
-  private async handleRequests(): Promise<void> {
-    if (this.abort.signal.aborted || this.status.observedNodes === undefined) return;
-    const annotations = this.cr.metadata.annotations ?? {};
-    const asked = {
-      restore: parseNodeList(annotations[RESTORE_ANNOTATION]),
-      retry: parseNodeList(annotations[RETRY_ANNOTATION]),
-    };
-    // An entry decided here stays in the versions the informer delivers until our removal
-    // lands: decide each once, and forget it once a version without it arrives.
-    const present = new Set([
-      ...asked.restore.map((e) => `restore:${e}`),
-      ...asked.retry.map((e) => `retry:${e}`),
-    ]);
-    for (const k of this.decided) if (!present.has(k)) this.decided.delete(k);
-    const isNew = (request: string) => (e: string) => !this.decided.has(`${request}:${e}`);
-    const restore = asked.restore.filter(isNew('restore'));
-    const retry = asked.retry.filter(isNew('retry'));
-    // Decided before, but a removal that failed (or has not landed yet) leaves them there.
-    const clear = {
-      restore: asked.restore.filter((e) => !isNew('restore')(e)),
-      retry: asked.retry.filter((e) => !isNew('retry')(e)),
-    };
-    if (restore.length === 0 && retry.length === 0) {
-      if (clear.restore.length > 0 || clear.retry.length > 0) await this.deps.clearRequests(clear);
-      return;
-    }
-    const plan = planRequests(this.deps.store.nodes(), restore, retry);
-    for (const e of plan.doneRestore) this.decided.add(`restore:${e}`);
-    for (const e of plan.doneRetry) this.decided.add(`retry:${e}`);
-    for (const name of plan.restore) await this.restoreNode(name);
-    for (const name of plan.retry) await this.retryNode(name);
-    for (const r of plan.refused) {
-      this.event('Warning', 'RequestRefused', `${r.request} of ${r.node} refused: ${r.reason}`);
-    }
-    this.announceHaltChange();
-    this.deps.fleet.notifyChanged();
-    await this.deps.clearRequests({
-      restore: [...clear.restore, ...plan.doneRestore],
-      retry: [...clear.retry, ...plan.doneRetry],
-    });
-  }
-
-  /** A failed node back to its initial state, or a node not started yet taken out: Restored. */
-  private async restoreNode(name: string): Promise<void> {
-    const node = this.node(name);
-    if (node.phase === 'Failed') await this.returnNode(node);
-    const { job: _job, ...rest } = this.node(name);
-    await this.setNode(
-      name,
-      transition(rest, 'Restored', this.deps.now(), {
-        message:
-          node.phase === 'Failed'
-            ? 'restored on request: returned to its initial state'
-            : 'restored on request before it started: left untouched',
-      }),
-    );
-    this.event('Normal', 'NodeRestored', 'restored on request', name);
-  }
-
-  /**
-   * A failed node goes again from its failed step (next attempt number), after cordon and drain
-   * are checked again; steps that succeeded are not run again.
-   */
-  private async retryNode(name: string): Promise<void> {
-    const node = this.node(name);
-    const {
-      actionID: _id,
-      job: _job,
-      completedAt: _c,
-      lastExitCode: _e,
-      bootIDBeforeReboot: _b,
-      ...rest
-    } = node;
-    const stepIndex = node.currentActionIndex;
-    const attempt = stepIndex === undefined ? undefined : (node.attempt ?? 1) + 1;
-    const what =
-      stepIndex === undefined ? 'from its drain' : `from step ${stepIndex} (attempt ${attempt})`;
-    await this.setNode(
-      name,
-      transition(rest, 'Pending', this.deps.now(), {
-        message: `retry requested: runs again ${what}`,
-        ...(attempt === undefined ? {} : { attempt }),
-      }),
-    );
+  /** A retried node goes again: in the running execution, or in a new one if it had ended. */
+  private runAgain(name: string): void {
     this.retrying.add(name);
-    this.event('Normal', 'NodeRetried', `retry requested: runs again ${what}`, name);
     if (this.tasks.size === 0 && this.done !== undefined) {
       // The run had ended (every node finished): it goes on for this node.
       this.done = this.execute().catch((err: unknown) => {
