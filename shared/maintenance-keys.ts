@@ -91,3 +91,20 @@ export const DOWNTIME_ANNOTATION = 'noma.dev/unplanned-downtime';
  * by noma; one that was on the node before stays.
  */
 export const DEGRADED_GPU_TAINT_ANNOTATION = 'noma.dev/degraded-gpu-taint';
+
+/** The phase and initial state of a node, as far as a restore/retry request cares. */
+interface RequestedNode {
+  readonly phase: string;
+  readonly initialState?: unknown;
+}
+
+/**
+ * Pure, the one rule for both the CLI (before it writes) and the coordinator (before it acts):
+ * a Failed node can be restored, and so can one not started yet (Pending, no initial state
+ * recorded), which a restore takes out of the maintenance untouched.
+ */
+export const canRestore = (n: RequestedNode): boolean =>
+  n.phase === 'Failed' || (n.phase === 'Pending' && n.initialState === undefined);
+
+/** Pure: only a Failed node can be retried. */
+export const canRetry = (n: RequestedNode): boolean => n.phase === 'Failed';

@@ -3,6 +3,8 @@
 import type { NodeMaintenance, NodeStatus } from '../../shared/api/index.js';
 import {
   ALL_FAILED,
+  canRestore,
+  canRetry,
   RESTORE_ANNOTATION,
   RETRY_ANNOTATION,
   formatNodeList,
@@ -40,10 +42,7 @@ function refusal(
   node: NodeStatus | undefined,
 ): string | undefined {
   if (node === undefined) return `${name} is not a node of this maintenance`;
-  if (node.phase === 'Failed') return undefined;
-  if (kind === 'restore' && node.phase === 'Pending' && node.initialState === undefined) {
-    return undefined; // not started yet: restoring it takes it out of the maintenance
-  }
+  if (kind === 'restore' ? canRestore(node) : canRetry(node)) return undefined;
   if (node.phase === 'Restored') return `${name} is already Restored`;
   if (kind === 'retry') return `${name} is ${node.phase}: only a Failed node can be retried`;
   const what = node.phase === 'Pending' ? 'Pending and already being cordoned' : node.phase;

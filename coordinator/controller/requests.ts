@@ -2,8 +2,7 @@
 // its status. The run acts on what is accepted, says why the rest is refused, and removes every
 // entry it decided on from the annotation (so a request is acted on once).
 import type { NodeStatus } from '../../shared/api/index.js';
-import { ALL_FAILED } from '../../shared/maintenance-keys.js';
-import { notStarted } from './model.js';
+import { ALL_FAILED, canRestore, canRetry } from '../../shared/maintenance-keys.js';
 
 export interface Refusal {
   readonly node: string;
@@ -21,8 +20,6 @@ export interface RequestPlan {
   readonly doneRestore: string[];
   readonly doneRetry: string[];
 }
-
-const restorable = (n: NodeStatus): boolean => n.phase === 'Failed' || notStarted(n);
 
 function refusal(n: NodeStatus | undefined, request: Refusal['request']): string {
   if (n === undefined) return 'not a node of this maintenance';
@@ -49,13 +46,13 @@ export function planRequests(
       continue;
     }
     const n = byName.get(entry);
-    if (n !== undefined && restorable(n)) plan.restore.push(n.name);
+    if (n !== undefined && canRestore(n)) plan.restore.push(n.name);
     else plan.refused.push({ node: entry, request: 'restore', reason: refusal(n, 'restore') });
   }
   const restoring = new Set(plan.restore);
   for (const entry of retryEntries) {
     const n = byName.get(entry);
-    if (n?.phase === 'Failed' && !restoring.has(entry)) plan.retry.push(entry);
+    if (n !== undefined && canRetry(n) && !restoring.has(entry)) plan.retry.push(entry);
     else {
       const reason = restoring.has(entry) ? 'also asked to be restored' : refusal(n, 'retry');
       plan.refused.push({ node: entry, request: 'retry', reason });

@@ -3,13 +3,7 @@
 // that re-decides on the fresh node, so a stale cache, another controller or a second leader
 // can never make it taint twice or untaint what noma did not taint. What noma did lives on the
 // node (DOWNTIME_ANNOTATION): a new leader carries on from there.
-import {
-  CoreV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-  type V1Node,
-} from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
 import type { LimitFunction } from 'p-limit';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../shared/log.js';
@@ -17,7 +11,7 @@ import { DOWNTIME_ANNOTATION } from '../../shared/maintenance-keys.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder } from '../events.js';
 import type { NodeCache } from '../nodes/node-cache.js';
-import { isTransient, statusCode } from '../nodes/node-ops.js';
+import { guardedNodeUpdate, isTransient, statusCode } from '../nodes/node-ops.js';
 import { addTaints, sameTaint } from '../nodes/taints.js';
 import {
   decideFleet,
@@ -30,8 +24,6 @@ import {
 } from './decide.js';
 import type { LabelPredicate } from './selector.js';
 
-const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-const MAX_CONFLICTS = 10;
 /** Partition Events per episode: enough to find the nodes, never a flood on a big outage. */
 const PARTITION_EVENTS = 20;
 
@@ -275,9 +267,7 @@ export class DowntimeWatch {
     known: V1Node,
   ): Promise<V1Node | undefined> {
     const { config } = this.opts;
-    for (let i = 0; ; i++) {
-      const node = i === 0 ? known : await this.#read(name);
-      if (node === undefined) return undefined;
+    const change = (node: V1Node): Record<string, unknown> | undefined => {
       const s = this.#seen.get(name);
       const facts = nodeFacts(
         node,
@@ -308,25 +298,13 @@ export class DowntimeWatch {
           : action === 'untaint'
             ? current.filter((t) => !sameTaint(t, drop))
             : undefined;
-      const body = {
-        metadata: {
-          annotations: { [DOWNTIME_ANNOTATION]: record },
-          resourceVersion: node.metadata?.resourceVersion,
-        },
+      return {
+        metadata: { annotations: { [DOWNTIME_ANNOTATION]: record } },
         ...(taints === undefined ? {} : { spec: { taints } }),
       };
-      try {
-        return await this.opts.limit(() => this.#core.patchNode({ name, body }, MERGE));
-      } catch (err) {
-        if (statusCode(err) === 404) return undefined;
-        if (statusCode(err) !== 409 || i >= MAX_CONFLICTS) throw err;
-      }
-    }
-  }
-
-  async #read(name: string): Promise<V1Node | undefined> {
+    };
     try {
-      return await this.opts.limit(() => this.#core.readNode({ name }));
+      return await guardedNodeUpdate(this.#core, this.opts.limit, name, change, known);
     } catch (err) {
       if (statusCode(err) === 404) return undefined;
       throw err;

@@ -3,13 +3,7 @@
 // patch decided again on a fresh read, so a stale cache, another controller's taint or a second
 // leader never makes it taint twice or remove a taint that is not its own. What it did is
 // recorded on the Node (DEGRADED_GPU_TAINT_ANNOTATION): a new leader carries on from there.
-import {
-  CoreV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-  type V1Node,
-} from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../shared/log.js';
 import { DEGRADED_GPU_TAINT_ANNOTATION } from '../../shared/maintenance-keys.js';
@@ -17,12 +11,9 @@ import { GPU_HEALTH_DETAIL_ANNOTATION } from '../../shared/labels.js';
 import type { EventRecorder } from '../events.js';
 import type { LabelPredicate } from '../downtime/selector.js';
 import type { NodeCache } from '../nodes/node-cache.js';
-import { isTransient, statusCode } from '../nodes/node-ops.js';
+import { guardedNodeUpdate, isTransient, statusCode } from '../nodes/node-ops.js';
 import type { TaintSpec } from '../nodes/taints.js';
 import { decideGpuTaint, formatTaint, type GpuTaintChange } from './decide.js';
-
-const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-const MAX_CONFLICTS = 10;
 
 export interface GpuHealthTainterOptions {
   readonly kc: KubeConfig;
@@ -96,34 +87,27 @@ export class GpuHealthTainter {
   /** Decides again on a fresh read and writes guarded by its resourceVersion; 409: again. */
   async #apply(name: string): Promise<void> {
     const { log } = this.opts;
-    for (let i = 0; ; i++) {
-      try {
-        const node = await this.#core.readNode({ name });
-        const change = decideGpuTaint(viewOf(node), this.opts.taint);
-        if (change === undefined) return;
-        await this.#core.patchNode(
-          {
-            name,
-            body: {
-              metadata: {
-                resourceVersion: node.metadata?.resourceVersion,
-                annotations: { [DEGRADED_GPU_TAINT_ANNOTATION]: change.annotation },
-              },
-              spec: { taints: change.taints },
-            },
-          },
-          MERGE,
-        );
-        this.#done(node, change);
-        return;
-      } catch (err) {
-        if (statusCode(err) === 404) return;
-        if (statusCode(err) === 409 && i < MAX_CONFLICTS) continue;
-        // Anything else waits for the next tick; a refusal is logged louder than a blip.
-        const level = isTransient(err) ? 'warn' : 'error';
-        log[level]({ err, node: name }, 'degraded-GPU taint: could not update the node');
-        return;
-      }
+    let decided: GpuTaintChange | undefined;
+    try {
+      const written = await guardedNodeUpdate(
+        this.#core,
+        (fn) => fn(),
+        name,
+        (node) => {
+          decided = decideGpuTaint(viewOf(node), this.opts.taint);
+          if (decided === undefined) return undefined;
+          return {
+            metadata: { annotations: { [DEGRADED_GPU_TAINT_ANNOTATION]: decided.annotation } },
+            spec: { taints: decided.taints },
+          };
+        },
+      );
+      if (written !== undefined && decided !== undefined) this.#done(written, decided);
+    } catch (err) {
+      if (statusCode(err) === 404) return;
+      // Anything else waits for the next tick; a refusal is logged louder than a blip.
+      const level = isTransient(err) ? 'warn' : 'error';
+      log[level]({ err, node: name }, 'degraded-GPU taint: could not update the node');
     }
   }
 

@@ -107,6 +107,45 @@ export interface NodeOps {
 }
 
 /**
+ * The one read-modify-write of a Node: `change` computes a merge patch from the fresh node
+ * (undefined: nothing to do), written with the node's resourceVersion; a conflict (someone
+ * changed the node in between) reads again and asks `change` again, so nothing of theirs is
+ * lost. Returns the node as written, or undefined when the node is gone or nothing was to do.
+ * `known`, the node as just read, saves the first read.
+ */
+export async function guardedNodeUpdate(
+  core: CoreV1Api,
+  limit: <T>(fn: () => Promise<T>) => Promise<T>,
+  name: string,
+  change: (node: V1Node) => Record<string, unknown> | undefined,
+  known?: V1Node,
+): Promise<V1Node | undefined> {
+  for (let i = 0; ; i++) {
+    let node = i === 0 ? known : undefined;
+    if (node === undefined) {
+      try {
+        node = await limit(() => core.readNode({ name }));
+      } catch (err) {
+        if (statusCode(err) === 404) return undefined;
+        throw err;
+      }
+    }
+    const patch = change(node);
+    if (patch === undefined) return undefined;
+    const metadata = (patch['metadata'] ?? {}) as Record<string, unknown>;
+    const body = {
+      ...patch,
+      metadata: { ...metadata, resourceVersion: node.metadata?.resourceVersion },
+    };
+    try {
+      return await limit(() => core.patchNode({ name, body }, MERGE));
+    } catch (err) {
+      if (statusCode(err) !== 409 || i >= MAX_CONFLICTS) throw err;
+    }
+  }
+}
+
+/**
  * `limit` bounds the Node calls in flight: a maintenance of 2000 nodes starts 2000 node tasks
  * at once, and each would otherwise open its connection at the same moment.
  */
@@ -122,30 +161,11 @@ export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction): NodeOps {
     }
   };
 
-  /** Applies `change` to the fresh node until the write is not a conflict. */
-  const update = async (
+  const update = (
     name: string,
     change: (node: V1Node) => Record<string, unknown> | undefined,
     known?: V1Node,
-  ): Promise<void> => {
-    for (let i = 0; ; i++) {
-      const node = i === 0 && known !== undefined ? known : await read(name);
-      if (node === undefined) return;
-      const patch = change(node);
-      if (patch === undefined) return;
-      const metadata = (patch['metadata'] ?? {}) as Record<string, unknown>;
-      const body = {
-        ...patch,
-        metadata: { ...metadata, resourceVersion: node.metadata?.resourceVersion },
-      };
-      try {
-        await limit(() => core.patchNode({ name, body }, MERGE));
-        return;
-      } catch (err) {
-        if (statusCode(err) !== 409 || i >= MAX_CONFLICTS) throw err;
-      }
-    }
-  };
+  ): Promise<void> => guardedNodeUpdate(core, limit, name, change, known).then(() => undefined);
 
   return {
     read,
