@@ -22,7 +22,11 @@ import type { NodeStatus } from '../../shared/api/index.js';
 import { installCRD } from '../support/crd.js';
 import { startWebhookRecorder, type WebhookRecorder } from '../support/webhook.js';
 import { maintenances, nodeStatus } from '../support/maintenance.js';
-import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import {
+  startCoordinator,
+  testCoordinatorArgs,
+  type CoordinatorProcess,
+} from '../support/coordinator-process.js';
 import {
   adminKubeConfig,
   createNamespace,
@@ -40,18 +44,7 @@ const nodes: string[] = [];
 let webhook: WebhookRecorder;
 const leaseName = uniqueName('lease');
 const coordinatorArgs = () => [
-  '--namespace',
-  ns.name,
-  '--watch-namespace',
-  ns.name,
-  '--lease-name',
-  leaseName,
-  '--identity',
-  'coordinator-under-test',
-  '--lease-duration',
-  '3s',
-  '--status-interval',
-  '200ms',
+  ...testCoordinatorArgs(ns.name, leaseName, 'coordinator-under-test'),
   '--notify-webhook-url',
   webhook.url,
 ];

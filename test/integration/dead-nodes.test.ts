@@ -28,7 +28,11 @@ import {
 } from 'vitest';
 import { GROUP, PLURAL, VERSION, type NodeMaintenance } from '../../shared/api/index.js';
 import { runNoma } from '../support/cli.js';
-import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import {
+  startCoordinator,
+  testCoordinatorArgs,
+  type CoordinatorProcess,
+} from '../support/coordinator-process.js';
 import { installCRD } from '../support/crd.js';
 import {
   adminKubeConfig,
@@ -49,18 +53,7 @@ let coordinator: CoordinatorProcess;
 const nodes: string[] = [];
 const leaseName = uniqueName('lease');
 const coordinatorArgs = () => [
-  '--namespace',
-  ns.name,
-  '--watch-namespace',
-  ns.name,
-  '--lease-name',
-  leaseName,
-  '--identity',
-  'dead-nodes-under-test',
-  '--lease-duration',
-  '3s',
-  '--status-interval',
-  '200ms',
+  ...testCoordinatorArgs(ns.name, leaseName, 'dead-nodes-under-test'),
   '--agent-retry',
   '500ms',
 ];

@@ -28,7 +28,11 @@ import {
 } from 'vitest';
 import { GROUP, PLURAL, VERSION, type NodeMaintenance } from '../../shared/api/index.js';
 import { runNoma } from '../support/cli.js';
-import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import {
+  startCoordinator,
+  testCoordinatorArgs,
+  type CoordinatorProcess,
+} from '../support/coordinator-process.js';
 import { installCRD } from '../support/crd.js';
 import { startWebhookRecorder, type WebhookRecorder } from '../support/webhook.js';
 import {
@@ -67,18 +71,7 @@ const nodes: string[] = [];
 let webhook: WebhookRecorder;
 const leaseName = uniqueName('lease');
 const coordinatorArgs = () => [
-  '--namespace',
-  ns.name,
-  '--watch-namespace',
-  ns.name,
-  '--lease-name',
-  leaseName,
-  '--identity',
-  'fail-safe-under-test',
-  '--lease-duration',
-  '3s',
-  '--status-interval',
-  '200ms',
+  ...testCoordinatorArgs(ns.name, leaseName, 'fail-safe-under-test'),
   '--notify-webhook-url',
   webhook.url,
 ];

@@ -23,7 +23,11 @@ import {
   onTestFailed,
 } from 'vitest';
 import { GROUP, PLURAL, VERSION } from '../../shared/api/index.js';
-import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import {
+  startCoordinator,
+  testCoordinatorArgs,
+  type CoordinatorProcess,
+} from '../support/coordinator-process.js';
 import { installCRD } from '../support/crd.js';
 import { maintenances, nodeStatus } from '../support/maintenance.js';
 import {
@@ -48,18 +52,7 @@ const IMAGE = 'maintenance-tools:test';
 // No agent link flags: these steps need no agent. The coordinator's namespace (--namespace) is
 // the test's, so its pods are created there.
 const coordinatorArgs = () => [
-  '--namespace',
-  ns.name,
-  '--watch-namespace',
-  ns.name,
-  '--lease-name',
-  leaseName,
-  '--identity',
-  'pod-actions-under-test',
-  '--lease-duration',
-  '3s',
-  '--status-interval',
-  '200ms',
+  ...testCoordinatorArgs(ns.name, leaseName, 'pod-actions-under-test'),
 ];
 
 beforeAll(async () => {

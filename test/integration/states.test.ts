@@ -17,7 +17,11 @@ import {
 } from 'vitest';
 import type { NodeMaintenance } from '../../shared/api/index.js';
 import { runNoma } from '../support/cli.js';
-import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import {
+  startCoordinator,
+  testCoordinatorArgs,
+  type CoordinatorProcess,
+} from '../support/coordinator-process.js';
 import { installCRD } from '../support/crd.js';
 import {
   adminKubeConfig,
@@ -50,18 +54,7 @@ beforeAll(async () => {
   ns = await createNamespace('states');
   webhook = await startWebhookRecorder();
   coordinator = await startCoordinator(inject('kubeconfig'), [
-    '--namespace',
-    ns.name,
-    '--watch-namespace',
-    ns.name,
-    '--lease-name',
-    leaseName,
-    '--identity',
-    'states-under-test',
-    '--lease-duration',
-    '3s',
-    '--status-interval',
-    '200ms',
+    ...testCoordinatorArgs(ns.name, leaseName, 'states-under-test'),
     '--notify-webhook-url',
     webhook.url,
     '--stuck-after',

@@ -22,7 +22,11 @@ import {
 } from 'vitest';
 import { GROUP, PLURAL, VERSION } from '../../shared/api/index.js';
 import { installCRD } from '../support/crd.js';
-import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
+import {
+  startCoordinator,
+  testCoordinatorArgs,
+  type CoordinatorProcess,
+} from '../support/coordinator-process.js';
 import {
   adminKubeConfig,
   createNamespace,
@@ -48,18 +52,7 @@ beforeAll(async () => {
   node = uniqueName('refused');
   await createSimNode(node, { capacity: { 'nvidia.com/gpu': '8' } });
   coordinator = await startCoordinator(inject('kubeconfig'), [
-    '--namespace',
-    ns.name,
-    '--watch-namespace',
-    ns.name,
-    '--lease-name',
-    uniqueName('lease'),
-    '--identity',
-    'coordinator-under-test',
-    '--lease-duration',
-    '3s',
-    '--status-interval',
-    '200ms',
+    ...testCoordinatorArgs(ns.name, uniqueName('lease'), 'coordinator-under-test'),
   ]);
 });
 

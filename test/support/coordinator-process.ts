@@ -76,3 +76,16 @@ export async function startCoordinator(
     },
   };
 }
+
+/**
+ * The flags every integration test's coordinator gets: its own namespace (steps' pods, and the
+ * only NodeMaintenances it watches), its own Lease and identity, a short lease and a fast
+ * status interval, so that tests in parallel never act on each other's objects.
+ */
+export function testCoordinatorArgs(namespace: string, lease: string, identity: string): string[] {
+  return [
+    ...['--namespace', namespace, '--watch-namespace', namespace],
+    ...['--lease-name', lease, '--identity', identity],
+    ...['--lease-duration', '3s', '--status-interval', '200ms'],
+  ];
+}
