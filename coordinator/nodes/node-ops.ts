@@ -10,6 +10,7 @@ import {
   type V1Taint,
 } from '@kubernetes/client-node';
 import type { LimitFunction } from 'p-limit';
+import { isTransient, statusCode } from '../../shared/kube-errors.js';
 import {
   CLAIM_ANNOTATION,
   LEFT_BY_ANNOTATION,
@@ -29,24 +30,8 @@ import { addTaints, removeOurTaints, taintsEqual, type TaintSpec } from './taint
 const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const MAX_CONFLICTS = 10;
 
-export const statusCode = (err: unknown): number | undefined => {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
-};
-
-/**
- * Pure: an API error worth trying again — the API server unreachable or overloaded, or a
- * conflict — as opposed to a refusal (forbidden, invalid) that a retry would only repeat.
- */
-export function isTransient(err: unknown): boolean {
-  const code = statusCode(err);
-  if (code !== undefined) return code === 409 || code === 429 || code >= 500;
-  // No HTTP status: a connection that failed (ECONNREFUSED, ECONNRESET, a body cut short).
-  // Anything else without one is a bug, and retrying it would only hide it.
-  const e = err as { name?: unknown; code?: unknown };
-  if (e.name === 'FetchError' || e.name === 'AbortError') return true; // incl. our timeout
-  return typeof e.code === 'string' && /^E[A-Z_]+$/.test(e.code);
-}
+// Re-exported for the callers that import them from here (one classifier: shared/kube-errors).
+export { isTransient, statusCode };
 
 /** Thrown by enter() when another maintenance holds the node: nothing was changed. */
 export class ClaimedElsewhereError extends Error {
