@@ -38,7 +38,14 @@ import { kubeNodeCache, type NodeCache } from '../nodes/node-cache.js';
 import { statusCode, type NodeOps } from '../nodes/node-ops.js';
 import type { DrainFn } from './ports.js';
 import { MaintenanceRun, type Fleet, type RunDeps } from './run.js';
-import { createStatusStore, kubeStatusWriter, type StatusWriter } from './status-store.js';
+import {
+  createStatusStore,
+  fenceEpoch,
+  kubeStatusReader,
+  kubeStatusWriter,
+  type StatusFence,
+  type StatusWriter,
+} from './status-store.js';
 
 export interface ControllerOptions {
   readonly kc: KubeConfig;
@@ -63,6 +70,13 @@ export interface ControllerOptions {
   readonly stuckAfterMs?: number;
   /** How long a node spent in a phase, as it leaves it (the per-phase histogram). */
   readonly observePhase?: RunDeps['observePhase'];
+  /**
+   * The leader's fence: the epoch of its Lease and a signal aborted when leadership is lost.
+   * Status writes carry the epoch (never lower than one already written) and stop on loss.
+   */
+  readonly fence?: StatusFence;
+  /** A newer leader writes status: this process is deposed and must stop. */
+  readonly onDeposed?: (why: string) => void;
 }
 type MaintenanceRunSkip = Parameters<DrainFn>[1]['skipPod'];
 
@@ -77,6 +91,8 @@ export class Controller {
   private lastSync = 0;
   /** The watch is up (connected since its last error): a quiet watch is a fresh one. */
   private watching = false;
+  /** The epoch status writes carry, fixed at the first list (fenceEpoch). */
+  private fence: StatusFence | undefined;
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   readonly fleet: Fleet;
@@ -153,6 +169,19 @@ export class Controller {
             namespace: ns,
           }))) as { items: KubernetesObject[]; metadata: { resourceVersion?: string } };
       this.lastSync = Date.now();
+      if (this.fence === undefined && this.opts.fence !== undefined) {
+        const epoch = fenceEpoch(
+          this.opts.fence.epoch,
+          res.items as readonly { status?: unknown }[],
+        );
+        if (epoch !== this.opts.fence.epoch) {
+          this.opts.log.warn(
+            { leaseEpoch: this.opts.fence.epoch, epoch },
+            'status carries a newer leader epoch than the Lease (was the Lease recreated?)',
+          );
+        }
+        this.fence = { epoch, signal: this.opts.fence.signal };
+      }
       return { ...res, kind: 'NodeMaintenanceList', apiVersion: `${GROUP}/${VERSION}` } as never;
     };
     const informer = makeInformer(this.opts.kc, path, list);
@@ -276,10 +305,14 @@ export class Controller {
       return undefined;
     }
     let latest = cr;
+    const custom = this.opts.statusWriter;
     const store = createStatusStore({
       initial: status.value,
       cr: () => latest,
-      write: (this.opts.statusWriter ?? ((c) => kubeStatusWriter(this.opts.kc, c)))(cr),
+      write: (custom ?? ((c) => kubeStatusWriter(this.opts.kc, c)))(cr),
+      ...(custom === undefined ? { read: kubeStatusReader(this.opts.kc, cr) } : {}),
+      ...(this.fence === undefined ? {} : { fence: this.fence }),
+      ...(this.opts.onDeposed === undefined ? {} : { onDeposed: this.opts.onDeposed }),
       log,
       now: () => new Date(),
       intervalMs: this.opts.statusIntervalMs ?? 1_000,

@@ -13,6 +13,7 @@ import {
   compactNode,
   compactStatus,
   createStatusStore,
+  fenceEpoch,
   headBytes,
   STATUS_TAILS_BUDGET_BYTES,
   tailLimit,
@@ -427,5 +428,177 @@ describe('createStatusStore when the API server refuses a write', () => {
     });
     await s.setNode(node(1, { phase: 'Cordoned' }), false);
     expect(writable(w.patches[0])).toMatchObject({ status: 'True', reason: 'StatusWritten' });
+  });
+});
+
+/**
+ * The status subresource as the API server keeps it, for the fence: a merge patch with a
+ * resourceVersion applies only to that version (409), and status.leaderEpoch may not go back
+ * (the CRD's rule: 422 naming leaderEpoch).
+ */
+function fencedServer(initial: NodeMaintenanceStatus) {
+  let version = 10;
+  let status: Record<string, unknown> = structuredClone(initial);
+  const writes: { by: string; patch: Record<string, unknown> }[] = [];
+  const writer =
+    (by: string): StatusWriter =>
+    (patch, resourceVersion) => {
+      if (resourceVersion !== undefined && resourceVersion !== String(version)) {
+        return Promise.reject(apiError(409, 'Conflict', 'the object has been modified'));
+      }
+      const next = Object.fromEntries(
+        Object.entries({ ...status, ...structuredClone(patch) }).filter(([, v]) => v !== null),
+      );
+      const [was, now] = [status['leaderEpoch'], next['leaderEpoch']];
+      if (typeof was === 'number' && !(typeof now === 'number' && now >= was)) {
+        return Promise.reject(apiError(422, 'Invalid', 'status.leaderEpoch may not go back'));
+      }
+      status = next;
+      version++;
+      writes.push({ by, patch: structuredClone(patch) });
+      return Promise.resolve(String(version));
+    };
+  return {
+    writes,
+    writer,
+    read: () => Promise.resolve({ resourceVersion: String(version), status }),
+    /** Someone else changes the object (an annotation, the spec): a new version. */
+    touch: () => {
+      version++;
+    },
+    get version() {
+      return String(version);
+    },
+    get status() {
+      return status as NodeMaintenanceStatus;
+    },
+  };
+}
+
+describe('createStatusStore fenced by resourceVersion and leader epoch', () => {
+  const fencedCr = (resourceVersion: string): NodeMaintenance => ({
+    apiVersion: 'noma.dev/v1alpha1',
+    kind: 'NodeMaintenance',
+    metadata: { name: 'm', namespace: 'ops', generation: 1, resourceVersion },
+    spec: { operationName: 'op', linearTicket: 'ENG-1', nodeSelector: 'a=b', actions: [] },
+  });
+  const initial: NodeMaintenanceStatus = {
+    nodes: [node(1, { phase: 'Pending' }), node(2, { phase: 'Pending' })],
+  };
+
+  const leader = (
+    server: ReturnType<typeof fencedServer>,
+    name: string,
+    epoch: number,
+    seenVersion: string,
+  ) => {
+    const lost = new AbortController();
+    const deposed: string[] = [];
+    const store = createStatusStore({
+      initial: structuredClone(server.status),
+      cr: () => fencedCr(seenVersion),
+      write: server.writer(name),
+      read: server.read,
+      fence: { epoch, signal: lost.signal },
+      onDeposed: (why) => deposed.push(why),
+      log: createLogger('test', 'silent'),
+      now: () => new Date('2026-11-21T00:00:00Z'),
+      intervalMs: 10,
+    });
+    return { store, lost, deposed };
+  };
+
+  it('writes against the version it read, and re-applies its status after a conflict', async () => {
+    const server = fencedServer(initial);
+    const a = leader(server, 'a', 3, server.version);
+    await a.store.setNode(node(1, { phase: 'Cordoned' }), false);
+    expect(server.status.leaderEpoch).toBe(3);
+    server.touch(); // a user edits an annotation: the version a holds is old now
+    await a.store.setNode(node(1, { phase: 'Draining' }), false);
+    expect(server.status.nodes?.[0]?.phase).toBe('Draining');
+    expect(server.writes.map((w) => w.by)).toEqual(['a', 'a']);
+    expect(a.deposed).toEqual([]);
+  });
+
+  it("drops a deposed leader's late write instead of rolling status back", async () => {
+    const server = fencedServer(initial);
+    const old = leader(server, 'old', 1, server.version);
+    await old.store.setNode(node(1, { phase: 'Drained' }), false);
+    // A newer leader reads the object and moves node 1 on: the reboot is under way.
+    const next = leader(server, 'new', 2, server.version);
+    await next.store.setNode(node(1, { phase: 'InAction', currentActionType: 'Reboot' }), false);
+    // The old leader wakes up (SIGCONT) and writes what it had: Drained.
+    await old.store.setNode(node(1, { phase: 'Drained', message: 'late' }), false);
+    expect(server.status.nodes?.[0]?.phase).toBe('InAction');
+    expect(server.writes.map((w) => w.by)).toEqual(['old', 'new']);
+    expect(old.deposed).toHaveLength(1);
+    // …and it writes nothing more, whatever it is asked.
+    await old.store.setNode(node(2, { phase: 'Cordoned' }), false);
+    expect(server.writes.map((w) => w.by)).toEqual(['old', 'new']);
+  });
+
+  it('refused for leaderEpoch without a re-read: deposed too', async () => {
+    const server = fencedServer({ ...initial, leaderEpoch: 7 });
+    const lost = new AbortController();
+    const deposed: string[] = [];
+    const store = createStatusStore({
+      initial,
+      cr: () => fencedCr(server.version),
+      write: server.writer('old'),
+      fence: { epoch: 6, signal: lost.signal },
+      onDeposed: (why) => deposed.push(why),
+      log: createLogger('test', 'silent'),
+      now: () => new Date('2026-11-21T00:00:00Z'),
+      intervalMs: 10,
+    });
+    await store.setNode(node(1, { phase: 'Cordoned' }), false);
+    expect(server.writes).toHaveLength(0);
+    expect(deposed[0]).toMatch(/leaderEpoch/);
+    expect(store.refused).toBe(0); // not a refusal of content: no trimming, no condition
+  });
+
+  it('stops retrying the moment leadership is lost, and flush does not wait', async () => {
+    vi.useFakeTimers();
+    try {
+      const w = scriptedWriter(Array.from({ length: 1000 }, () => apiError(503, 'x', 'busy')));
+      const lost = new AbortController();
+      const store = createStatusStore({
+        initial,
+        cr: () => fencedCr('1'),
+        write: w.write,
+        fence: { epoch: 1, signal: lost.signal },
+        log: createLogger('test', 'silent'),
+        now: () => new Date('2026-11-21T00:00:00Z'),
+        intervalMs: 10,
+      });
+      let done = false;
+      void store.setNode(node(1, { phase: 'Cordoned' }), false).then(() => {
+        done = true;
+      });
+      await vi.advanceTimersByTimeAsync(3_000);
+      expect(done).toBe(false);
+      const before = w.patches.length;
+      lost.abort();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(done).toBe(true);
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(w.patches.length).toBe(before);
+      await store.flush(); // resolves at once: nothing is written by a deposed leader
+      expect(w.patches.length).toBe(before);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('fenceEpoch', () => {
+  it.each([
+    [5, [], 5],
+    [5, [{}, { status: {} }, { status: { leaderEpoch: 4 } }], 5],
+    [5, [{ status: { leaderEpoch: 5 } }], 5], // the same leader, restarted
+    [0, [{ status: { leaderEpoch: 7 } }, { status: { leaderEpoch: 3 } }], 8], // Lease recreated
+    [2, [{ status: { leaderEpoch: 'x' } }], 2],
+  ])('lease epoch %i with statuses %j → %i', (lease, objects, expected) => {
+    expect(fenceEpoch(lease, objects)).toBe(expected);
   });
 });

@@ -20,10 +20,10 @@ import {
   type NodeMaintenanceStatus,
   type NodeStatus,
 } from '../../shared/api/index.js';
-import { backoffMs } from '../../shared/duration.js';
+import { describeApiError, isTransient, statusCode } from '../../shared/kube-errors.js';
+import { retry } from '../../shared/retry.js';
 import type { Logger } from '../../shared/log.js';
 import { STATUS_TAIL_BYTES, tailBytes } from '../../shared/protocol.js';
-import { isTransient, statusCode } from '../nodes/node-ops.js';
 import { setCondition, summarize } from './model.js';
 import { compactPhaseTimes, PHASE_TIMES_HISTORY_MAX_NODES } from './node-states.js';
 
@@ -135,29 +135,7 @@ export function trimStatus(status: NodeMaintenanceStatus): NodeMaintenanceStatus
 
 /** The API server's words for a refusal: "422 Invalid: <its message>", bounded. */
 export function describeRefusal(err: unknown): string {
-  let body: unknown = (err as { body?: unknown }).body;
-  if (typeof body === 'string') {
-    try {
-      body = JSON.parse(body);
-    } catch {
-      // not JSON: the text is the message
-    }
-  }
-  const status = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-  const message =
-    typeof status['message'] === 'string'
-      ? status['message']
-      : typeof body === 'string' && body !== ''
-        ? body
-        : err instanceof Error
-          ? err.message
-          : String(err);
-  const code = statusCode(err);
-  const reason = typeof status['reason'] === 'string' ? ` ${status['reason']}` : '';
-  return headBytes(
-    `${code === undefined ? '' : String(code)}${reason}: ${message}`.trim(),
-    REFUSAL_TEXT_BYTES,
-  );
+  return headBytes(describeApiError(err), REFUSAL_TEXT_BYTES);
 }
 
 export interface StatusStore {
@@ -192,25 +170,101 @@ export interface StatusStore {
   readonly lastRefusal: string | undefined;
 }
 
-export type StatusWriter = (status: Record<string, unknown>) => Promise<void>;
+/**
+ * Writes a merge patch of status. With `resourceVersion` the API server applies it only to that
+ * version of the object (409 otherwise); resolves with the version the write made (a string), if
+ * it knows it.
+ */
+export type StatusWriter = (
+  status: Record<string, unknown>,
+  resourceVersion?: string,
+) => Promise<unknown>;
+
+/** Reads the object as stored: its version and status (after a conflict). */
+export type StatusReader = () => Promise<{ resourceVersion?: string; status?: unknown }>;
+
+/**
+ * The leader's fence: its epoch (the Lease's transitions when it was acquired), written into
+ * status.leaderEpoch, which the CRD's transition rule never lets go back; and a signal aborted
+ * the moment leadership is lost, from which on nothing more is written.
+ */
+export interface StatusFence {
+  readonly epoch: number;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Pure: the epoch a new leader writes with. Its Lease's transitions are higher than any epoch
+ * written before, unless the Lease was deleted and made anew (transitions from 0): then one
+ * above the highest epoch seen in any status, so that its writes are not refused forever.
+ */
+export function fenceEpoch(leaseEpoch: number, objects: readonly { status?: unknown }[]): number {
+  let seen = -1;
+  for (const o of objects) {
+    const e = (o.status as { leaderEpoch?: unknown } | undefined)?.leaderEpoch;
+    if (typeof e === 'number' && e > seen) seen = e;
+  }
+  return seen > leaseEpoch ? seen + 1 : leaseEpoch;
+}
 
 export function kubeStatusWriter(kc: KubeConfig, cr: NodeMaintenance): StatusWriter {
   const api = kc.makeApiClient(CustomObjectsApi);
   const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-  return async (status) => {
-    await api.patchNamespacedCustomObjectStatus(
+  return async (status, resourceVersion) => {
+    const stored = (await api.patchNamespacedCustomObjectStatus(
       {
         group: GROUP,
         version: VERSION,
         plural: PLURAL,
         namespace: cr.metadata.namespace ?? '',
         name: cr.metadata.name ?? '',
-        body: { status },
+        // A resourceVersion in a patch is a precondition: the write applies to the version
+        // this status was computed against, or fails with 409.
+        body:
+          resourceVersion === undefined ? { status } : { metadata: { resourceVersion }, status },
       },
       merge,
-    );
+    )) as { metadata?: { resourceVersion?: string } } | undefined;
+    return stored?.metadata?.resourceVersion;
   };
 }
+
+export function kubeStatusReader(kc: KubeConfig, cr: NodeMaintenance): StatusReader {
+  const api = kc.makeApiClient(CustomObjectsApi);
+  return async () => {
+    const stored = (await api.getNamespacedCustomObjectStatus({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: cr.metadata.namespace ?? '',
+      name: cr.metadata.name ?? '',
+    })) as { metadata?: { resourceVersion?: string }; status?: unknown } | undefined;
+    return {
+      ...(stored?.metadata?.resourceVersion === undefined
+        ? {}
+        : { resourceVersion: stored.metadata.resourceVersion }),
+      status: stored?.status,
+    };
+  };
+}
+
+/**
+ * Pure: the later of two resourceVersions. They are opaque, but the API server's are etcd
+ * revisions; when both are numbers the larger is the later one. Otherwise the one we hold
+ * (from our own last write) wins: a wrong guess costs one 409 and a re-read, never a lost write.
+ */
+export function laterVersion(
+  held: string | undefined,
+  seen: string | undefined,
+): string | undefined {
+  if (held === undefined) return seen;
+  if (seen === undefined || !/^\d+$/.test(held) || !/^\d+$/.test(seen)) return held;
+  return BigInt(seen) > BigInt(held) ? seen : held;
+}
+
+/** Pure: whether a refusal is the CRD's leaderEpoch rule, i.e. a newer leader has written. */
+export const refusedForEpoch = (err: unknown): boolean =>
+  statusCode(err) === 422 && describeRefusal(err).includes('leaderEpoch');
 
 export function createStatusStore(opts: {
   initial: NodeMaintenanceStatus;
@@ -219,6 +273,12 @@ export function createStatusStore(opts: {
   log: Logger;
   now: () => Date;
   intervalMs: number;
+  /** Re-reads the stored object after a conflict; without it a conflict is retried blind. */
+  read?: StatusReader;
+  /** The leader's epoch and loss signal; without it writes are not fenced (tests, tools). */
+  fence?: StatusFence;
+  /** A newer leader has written this status: this process is deposed. */
+  onDeposed?: (why: string) => void;
 }): StatusStore {
   // `state.nodes` is this store's own array, changed in place one entry at a time: a 2000-node
   // maintenance makes ~12 000 node transitions, and copying the list and summarizing all of it
@@ -237,6 +297,11 @@ export function createStatusStore(opts: {
   let trimmed = false;
   let refused = 0;
   let lastRefusal: string | undefined;
+  /** The version of the object our next write applies to (see laterVersion). */
+  let version = opts.read === undefined ? undefined : opts.cr().metadata.resourceVersion;
+  /** Set once a newer leader wrote: nothing more is written. */
+  let deposed = false;
+  const fenced = (): boolean => deposed || opts.fence?.signal.aborted === true;
 
   const reset = (next: NodeMaintenanceStatus) => {
     state = compactStatus(next); // a fresh nodes array
@@ -272,7 +337,9 @@ export function createStatusStore(opts: {
 
   /** A merge patch: what changed, and null for what was removed since the last write. */
   const diff = (): { patch: Record<string, unknown>; json: Map<string, string> } | undefined => {
-    const next = (trimmed ? trimStatus(current()) : current()) as Record<string, unknown>;
+    const shown = trimmed ? trimStatus(current()) : current();
+    const next: Record<string, unknown> =
+      opts.fence === undefined ? shown : { ...shown, leaderEpoch: opts.fence.epoch };
     const json = new Map<string, string>();
     const patch: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(next)) {
@@ -310,28 +377,87 @@ export function createStatusStore(opts: {
     return retry;
   };
 
-  const writeDiff = async (): Promise<void> => {
-    for (let attempt = 0; ; attempt++) {
+  const depose = (why: string): void => {
+    if (deposed) return;
+    deposed = true;
+    opts.log.error({ why }, 'a newer leader writes this status; this coordinator stops writing it');
+    opts.onDeposed?.(why);
+  };
+
+  /**
+   * After a 409 the object changed since the version we wrote against: someone edited the
+   * spec or annotations (our status stands, re-applied on the stored one) or a newer leader
+   * wrote status (we are deposed, and write nothing more). Returns whether to write again.
+   */
+  const onConflict = async (): Promise<boolean> => {
+    if (opts.read === undefined) return true;
+    const stored = await opts.read();
+    const status = (stored.status ?? {}) as Record<string, unknown>;
+    const theirs = status['leaderEpoch'];
+    if (typeof theirs === 'number' && opts.fence !== undefined && theirs > opts.fence.epoch) {
+      depose(
+        `status.leaderEpoch ${String(theirs)} is newer than ours (${String(opts.fence.epoch)})`,
+      );
+      return false;
+    }
+    if (fenced()) return false;
+    version = stored.resourceVersion;
+    written = new Map(Object.entries(status).map(([k, v]) => [k, JSON.stringify(v)]));
+    return true;
+  };
+
+  const writeOnce = async (d: NonNullable<ReturnType<typeof diff>>): Promise<void> => {
+    if (opts.read !== undefined)
+      version = laterVersion(version, opts.cr().metadata.resourceVersion);
+    const made = await opts.write(d.patch, version);
+    writes++;
+    written = d.json;
+    if (typeof made === 'string') version = made;
+  };
+
+  /** What to do after a failed write: 'retry' at once, 'wait' and retry, or 'stop'. */
+  const afterFailure = async (err: unknown): Promise<'retry' | 'wait' | 'stop'> => {
+    const code = statusCode(err);
+    if (code === 404) return 'stop'; // the object is gone
+    if (refusedForEpoch(err)) {
+      depose(describeRefusal(err));
+      return 'stop';
+    }
+    if (code === 409 && opts.read !== undefined) {
+      return (await onConflict().catch(() => true)) ? 'retry' : 'stop';
+    }
+    if (!isTransient(err)) return onRefused(err) ? 'retry' : 'stop';
+    return 'wait';
+  };
+
+  /** Writes what changed; a conflict or a refusal is handled at once, the rest is awaited. */
+  const writeDiffOnce = async (): Promise<void> => {
+    while (!fenced()) {
       const d = diff();
       if (d === undefined) return;
       try {
-        await opts.write(d.patch);
-        writes++;
-        written = d.json;
+        await writeOnce(d);
         return;
       } catch (err) {
-        if (statusCode(err) === 404) return; // the object is gone
-        if (!isTransient(err)) {
-          if (onRefused(err)) continue;
-          return;
-        }
-        // The status is the only record of progress: keep trying while the API server is
-        // away or busy rather than lose a transition.
-        opts.log.warn({ err, attempt }, 'status write failed; retrying');
-        await new Promise((r) => setTimeout(r, backoffMs(attempt, { baseMs: 200, maxMs: 5_000 })));
+        const next = await afterFailure(err);
+        if (next === 'stop') return;
+        if (next === 'wait') throw err;
       }
     }
   };
+
+  // The status is the only record of progress: keep trying while the API server is away or
+  // busy rather than lose a transition — but not once deposed.
+  const writeDiff = (): Promise<void> =>
+    retry(writeDiffOnce, {
+      baseMs: 200,
+      maxMs: 5_000,
+      retryable: () => !fenced(),
+      ...(opts.fence === undefined ? {} : { signal: opts.fence.signal }),
+      onRetry: (err, attempt) => {
+        opts.log.warn({ err, attempt }, 'status write failed; retrying');
+      },
+    }).catch(() => undefined);
 
   // Group commit: one write in flight at a time, and every change made while it is in flight
   // goes out together in the one write after it. (A queue of one write per commit would let

@@ -92,6 +92,22 @@ export function frozenSpecRules(): Obj[] {
   ];
 }
 
+/**
+ * The status's fence (transition rule, API server only): status.leaderEpoch never goes back, so a
+ * write of a coordinator that lost its leadership to a newer one is refused even when it
+ * arrives late (a process stopped and resumed, a request stuck in a black-holed connection).
+ */
+export function statusRules(): Obj[] {
+  return [
+    {
+      rule: '!has(oldSelf.leaderEpoch) || (has(self.leaderEpoch) && self.leaderEpoch >= oldSelf.leaderEpoch)',
+      message:
+        'status.leaderEpoch may not go back: a newer coordinator leads and writes this status',
+      fieldPath: '.leaderEpoch',
+    },
+  ];
+}
+
 /** The CustomResourceDefinition of NodeMaintenance, written to deploy/crd.yaml by `npm run gen`. */
 export function nodeMaintenanceCRD(): Json {
   return {
@@ -129,7 +145,10 @@ export function nodeMaintenanceCRD(): Json {
                 kind: { type: 'string' },
                 metadata: { type: 'object' },
                 spec: toStructural(SpecSchema),
-                status: toStructural(StatusSchema),
+                status: {
+                  ...(toStructural(StatusSchema) as Obj),
+                  'x-kubernetes-validations': statusRules(),
+                },
               },
               'x-kubernetes-validations': frozenSpecRules(),
             },

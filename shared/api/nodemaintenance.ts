@@ -581,6 +581,14 @@ export const StatusSchema = Type.Object(
       }),
     ),
     lastAction: Type.Optional(Type.String({ description: 'Most recent action name or type.' })),
+    leaderEpoch: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          "The epoch of the coordinator that wrote this status (its leader Lease's transitions). " +
+          "It never goes back: a deposed coordinator's late write is refused.",
+      }),
+    ),
     startedAt: Type.Optional(Time('When the maintenance started.')),
     completedAt: Type.Optional(Time('When the maintenance ended.')),
     nodes: Type.Optional(

@@ -267,3 +267,63 @@ describe('the spec once the maintenance has started', () => {
     expect(selector).toContain('spec.nodeSelector');
   });
 });
+
+describe('the status fence', () => {
+  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  const ref = (name: string) => ({
+    group: GROUP,
+    version: VERSION,
+    plural: PLURAL,
+    namespace: ns.name,
+    name,
+  });
+  const patchStatus = (name: string, body: Obj) =>
+    custom.patchNamespacedCustomObjectStatus({ ...ref(name), body }, merge);
+  const refused = async (edit: Promise<unknown>): Promise<string> =>
+    edit.then(
+      () => '',
+      (err: unknown) => errorText(err),
+    );
+
+  it('refuses a status write with a lower leaderEpoch, naming the field', async () => {
+    await create(validMaintenance('fenced'));
+    await patchStatus('fenced', { status: { leaderEpoch: 3, phase: 'Running' } });
+    const text = await refused(
+      patchStatus('fenced', { status: { leaderEpoch: 2, phase: 'Pending' } }),
+    );
+    expect(text).toMatch(/^422 /);
+    expect(text).toContain('leaderEpoch');
+    // A write that leaves the epoch alone, or raises it, is taken.
+    expect(await refused(patchStatus('fenced', { status: { progress: '0/2' } }))).toBe('');
+    expect(await refused(patchStatus('fenced', { status: { leaderEpoch: 4 } }))).toBe('');
+    expect(await refused(patchStatus('fenced', { status: { leaderEpoch: null } }))).toMatch(
+      /^422 /,
+    );
+    const got = (await custom.getNamespacedCustomObject(ref('fenced'))) as Obj;
+    expect(got['status']).toMatchObject({ leaderEpoch: 4, phase: 'Running', progress: '0/2' });
+  });
+
+  it('applies a status patch carrying a resourceVersion only to that version', async () => {
+    const created = (await create(validMaintenance('versioned'))) as {
+      metadata: { resourceVersion: string };
+    };
+    const rv = created.metadata.resourceVersion;
+    const first = (await patchStatus('versioned', {
+      metadata: { resourceVersion: rv },
+      status: { phase: 'Running' },
+    })) as { metadata: { resourceVersion: string } };
+    // The same version again: the object changed since, so the write is refused with 409.
+    const text = await refused(
+      patchStatus('versioned', { metadata: { resourceVersion: rv }, status: { phase: 'Pending' } }),
+    );
+    expect(text).toMatch(/^409 /);
+    expect(
+      await refused(
+        patchStatus('versioned', {
+          metadata: { resourceVersion: first.metadata.resourceVersion },
+          status: { phase: 'Completed' },
+        }),
+      ),
+    ).toBe('');
+  });
+});
