@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { retry } from './retry.js';
+import { retry, retryOnConflict } from './retry.js';
 import { describeApiError, isConnectionError, isTransient, statusCode } from './kube-errors.js';
 
 const apiError = (code: number) => Object.assign(new Error(`HTTP ${String(code)}`), { code });
@@ -46,6 +46,28 @@ describe('retry', () => {
     expect(seen).toEqual([0, 1]);
   });
 
+  it('starts the count over after an attempt that made progress', async () => {
+    let calls = 0;
+    const out = await retry(
+      async () => {
+        calls++;
+        if (calls < 6) throw apiError(500);
+        return calls;
+      },
+      // Every other failed attempt got somewhere: never 3 failures in a row.
+      { baseMs: 1, maxMs: 1, attempts: 3, progressed: () => calls % 2 === 0 },
+    );
+    expect(out).toBe(6);
+    await expect(
+      retry(
+        async () => {
+          throw apiError(500);
+        },
+        { baseMs: 1, maxMs: 1, attempts: 3, progressed: () => false },
+      ),
+    ).rejects.toMatchObject({ code: 500 });
+  });
+
   it('stops waiting when the signal aborts, with the error that made it wait', async () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 20);
@@ -62,6 +84,86 @@ describe('retry', () => {
   });
 });
 
+describe('retryOnConflict', () => {
+  it('redoes a lost race at once, on a fresh read, until the write goes through', async () => {
+    const reads: number[] = [];
+    let version = 1;
+    const started = Date.now();
+    const written = await retryOnConflict(
+      async (attempt) => {
+        reads.push(version);
+        const seen = version;
+        if (attempt < 2) version++; // another writer got in between
+        if (seen !== version) throw apiError(409);
+        return seen;
+      },
+      { attempts: 5 },
+    );
+    expect(written).toBe(3);
+    expect(reads).toEqual([1, 2, 3]);
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('throws the last conflict when the attempts are used up', async () => {
+    let calls = 0;
+    await expect(
+      retryOnConflict(
+        async () => {
+          calls++;
+          throw apiError(409);
+        },
+        { attempts: 4 },
+      ),
+    ).rejects.toMatchObject({ code: 409 });
+    expect(calls).toBe(4);
+  });
+
+  it('does not redo anything but a conflict, not even a transient error', async () => {
+    let calls = 0;
+    await expect(
+      retryOnConflict(
+        async () => {
+          calls++;
+          throw apiError(503);
+        },
+        { attempts: 4 },
+      ),
+    ).rejects.toMatchObject({ code: 503 });
+    expect(calls).toBe(1);
+  });
+
+  it('waits between conflicts when asked to', async () => {
+    const delays: number[] = [];
+    await expect(
+      retryOnConflict(
+        async () => {
+          throw apiError(409);
+        },
+        { attempts: 3, baseMs: 10, maxMs: 20, onRetry: (_e, _a, d) => delays.push(d) },
+      ),
+    ).rejects.toMatchObject({ code: 409 });
+    expect(delays).toHaveLength(2);
+    expect(delays[0]).toBeGreaterThanOrEqual(8);
+    expect(delays[1]).toBeGreaterThanOrEqual(16);
+  });
+
+  it('stops at once when the signal has aborted', async () => {
+    const ac = new AbortController();
+    let calls = 0;
+    await expect(
+      retryOnConflict(
+        async () => {
+          calls++;
+          ac.abort(new Error('stopped'));
+          throw apiError(409);
+        },
+        { attempts: 10, signal: ac.signal },
+      ),
+    ).rejects.toMatchObject({ code: 409 });
+    expect(calls).toBe(1);
+  });
+});
+
 describe('kube errors', () => {
   it.each([
     [apiError(409), true],
@@ -75,7 +177,11 @@ describe('kube errors', () => {
     [Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }), true],
     [Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNRESET' } }), true],
     [Object.assign(new Error('aborted'), { name: 'AbortError' }), true],
+    [Object.assign(new Error('Premature close'), { name: 'FetchError' }), true],
+    [apiError(504), true],
+    [apiError(401), false],
     [new TypeError('x is undefined'), false],
+    [new Error('Notify action without notify body'), false],
     ['a string', false],
     [undefined, false],
   ])('isTransient(%o) is %s', (err, expected) => {

@@ -35,7 +35,9 @@ import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder } from '../events.js';
 import type { Claim } from '../nodes/claims.js';
 import { kubeNodeCache, type NodeCache } from '../nodes/node-cache.js';
-import { statusCode, type NodeOps } from '../nodes/node-ops.js';
+import type { NodeOps } from '../nodes/node-ops.js';
+import { isConflict, isNotFound } from '../../shared/kube-errors.js';
+import { retryOnConflict } from '../../shared/retry.js';
 import type { DrainFn } from './ports.js';
 import { MaintenanceRun, type Fleet, type RunDeps } from './run.js';
 import {
@@ -244,7 +246,7 @@ export class Controller {
       .then(() => this.reconcile(obj))
       .catch((err: unknown) => {
         // A conflict means a newer version is on its way; the informer brings it back here.
-        const level = (err as { code?: number }).code === 409 ? 'debug' : 'error';
+        const level = isConflict(err) ? 'debug' : 'error';
         this.opts.log[level](
           { err, maintenance: obj.metadata?.name },
           'reconcile failed; will retry',
@@ -358,7 +360,7 @@ export class Controller {
       this.runs.delete(uid);
       this.fleet.notifyChanged();
     } catch (err) {
-      if (statusCode(err) === 404) {
+      if (isNotFound(err)) {
         // Gone already: someone removed the finalizer, or our removal landed before a retry.
         this.runs.delete(uid);
         return;
@@ -385,7 +387,7 @@ export class Controller {
       })) as KubernetesObject;
       return obj.metadata?.uid !== claim.uid;
     } catch (err) {
-      return statusCode(err) === 404;
+      return isNotFound(err);
     }
   }
 
@@ -398,20 +400,20 @@ export class Controller {
     done: { restore: string[]; retry: string[] },
   ): Promise<void> {
     const api = { group: GROUP, version: VERSION, plural: PLURAL, ...ref };
-    for (let attempt = 0; ; attempt++) {
-      const latest = (await this.custom.getNamespacedCustomObject(api)) as NodeMaintenance;
-      const annotations = latest.metadata.annotations ?? {};
-      const next = (key: string, drop: readonly string[]) =>
-        formatNodeList(parseNodeList(annotations[key]).filter((e) => !drop.includes(e))) ?? null;
-      const restore = next(RESTORE_ANNOTATION, done.restore);
-      const retry = next(RETRY_ANNOTATION, done.retry);
-      if (
-        restore === (annotations[RESTORE_ANNOTATION] ?? null) &&
-        retry === (annotations[RETRY_ANNOTATION] ?? null)
-      ) {
-        return;
-      }
-      try {
+    await retryOnConflict(
+      async () => {
+        const latest = (await this.custom.getNamespacedCustomObject(api)) as NodeMaintenance;
+        const annotations = latest.metadata.annotations ?? {};
+        const next = (key: string, drop: readonly string[]) =>
+          formatNodeList(parseNodeList(annotations[key]).filter((e) => !drop.includes(e))) ?? null;
+        const restore = next(RESTORE_ANNOTATION, done.restore);
+        const retry = next(RETRY_ANNOTATION, done.retry);
+        if (
+          restore === (annotations[RESTORE_ANNOTATION] ?? null) &&
+          retry === (annotations[RETRY_ANNOTATION] ?? null)
+        ) {
+          return;
+        }
         await this.custom.patchNamespacedCustomObject(
           {
             ...api,
@@ -424,11 +426,9 @@ export class Controller {
           },
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
         );
-        return;
-      } catch (err) {
-        if (statusCode(err) !== 409 || attempt >= 5) throw err;
-      }
-    }
+      },
+      { attempts: 6 },
+    );
   }
 
   /** Read-modify-write of metadata.finalizers on the latest version, redone on conflict. */
@@ -443,12 +443,12 @@ export class Controller {
       namespace: cr.metadata.namespace ?? '',
       name: cr.metadata.name ?? '',
     };
-    for (let attempt = 0; ; attempt++) {
-      const latest = (await this.custom.getNamespacedCustomObject(ref)) as NodeMaintenance;
-      const current = latest.metadata.finalizers ?? [];
-      const next = change(current);
-      if (next.length === current.length && next.every((f, i) => f === current[i])) return;
-      try {
+    await retryOnConflict(
+      async () => {
+        const latest = (await this.custom.getNamespacedCustomObject(ref)) as NodeMaintenance;
+        const current = latest.metadata.finalizers ?? [];
+        const next = change(current);
+        if (next.length === current.length && next.every((f, i) => f === current[i])) return;
         await this.custom.patchNamespacedCustomObject(
           {
             ...ref,
@@ -458,10 +458,8 @@ export class Controller {
           },
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
         );
-        return;
-      } catch (err) {
-        if ((err as { code?: number }).code !== 409 || attempt >= 5) throw err;
-      }
-    }
+      },
+      { attempts: 6 },
+    );
   }
 }

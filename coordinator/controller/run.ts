@@ -3,7 +3,6 @@
 // effect (docs/state-machine.md, "Status first"), so a coordinator killed at any instant resumes
 // from status and never repeats a finished step.
 import { EventEmitter, once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node, V1Taint } from '@kubernetes/client-node';
 import type {
   NodeMaintenance,
@@ -11,7 +10,6 @@ import type {
   NodePhase,
   NodeStatus,
 } from '../../shared/api/index.js';
-import { backoffMs } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
 import { MAINTENANCE_TAINT, maintenanceLabelValue } from '../../shared/maintenance-keys.js';
 import type { ActionDispatcher } from '../actions/dispatcher.js';
@@ -25,7 +23,9 @@ import {
   type Claim,
 } from '../nodes/claims.js';
 import { ClaimPhaseWriter } from '../nodes/claim-writer.js';
-import { ClaimedElsewhereError, isTransient, type NodeOps } from '../nodes/node-ops.js';
+import { ClaimedElsewhereError, type NodeOps } from '../nodes/node-ops.js';
+import { statusCode } from '../../shared/kube-errors.js';
+import { retry } from '../../shared/retry.js';
 import { sameTaint, type TaintSpec } from '../nodes/taints.js';
 import {
   admission,
@@ -388,8 +388,7 @@ export class MaintenanceRun {
     try {
       nodes = await this.deps.listNodes(spec.nodeSelector);
     } catch (err) {
-      const code = (err as { code?: number }).code;
-      if (code === 400) {
+      if (statusCode(err) === 400) {
         return fail(
           'InvalidSelector',
           `nodeSelector ${JSON.stringify(spec.nodeSelector)} is invalid`,
@@ -439,50 +438,41 @@ export class MaintenanceRun {
    * try again, or the maintenance would stay Pending until the next restart.
    */
   private async selectWithRetry(): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.select();
-      } catch (err) {
-        if (this.abort.signal.aborted || !isTransient(err)) throw err;
+    return retry(() => this.select(), {
+      baseMs: 500,
+      maxMs: 30_000,
+      signal: this.abort.signal,
+      onRetry: (err, attempt) => {
         this.log.warn({ err, attempt }, 'selecting nodes failed; retrying');
-        const aborted = await sleep(backoffMs(attempt, { baseMs: 500, maxMs: 30_000 }), undefined, {
-          signal: this.abort.signal,
-        }).then(
-          () => false,
-          () => true,
-        );
-        if (aborted) return false;
-      }
-    }
+      },
+    }).catch((err: unknown) => {
+      if (this.abort.signal.aborted) return false;
+      throw err;
+    });
   }
 
   private async runNode(name: string): Promise<void> {
     const signal = this.abort.signal;
-    let failures = 0;
     let failedAt: NodeStatus | undefined;
-    for (;;) {
-      // A step that went through since the last failure: the API server is back.
-      if (failedAt !== undefined && this.node(name) !== failedAt) failures = 0;
-      try {
-        await this.walkNode(name, signal);
-        return;
-      } catch (err) {
-        if (signal.aborted) return;
-        const message = err instanceof Error ? err.message : String(err);
-        // Every step is idempotent from its committed state, so a step that failed because the
-        // API server was away is retried rather than failing a node that is fine.
-        if (isTransient(err) && failures < MAX_TRANSIENT_FAILURES) {
-          this.log.warn({ err, node: name, failures }, 'step failed; retrying');
+    try {
+      // Every step is idempotent from its committed state, so a step that failed because the
+      // API server was away is retried rather than failing a node that is fine; a step that
+      // went through since the last failure means the API server is back (the count restarts).
+      await retry(() => this.walkNode(name, signal), {
+        baseMs: 500,
+        maxMs: 30_000,
+        attempts: MAX_TRANSIENT_FAILURES + 1,
+        signal,
+        progressed: () => failedAt !== undefined && this.node(name) !== failedAt,
+        onRetry: (err, failures) => {
           failedAt = this.node(name);
-          await sleep(backoffMs(failures++, { baseMs: 500, maxMs: 30_000 }), undefined, {
-            signal,
-          }).catch(() => undefined);
-          continue;
-        }
-        this.log.error({ err, node: name }, 'node failed');
-        await this.failNode(name, 'NodeFailed', message);
-        return;
-      }
+          this.log.warn({ err, node: name, failures }, 'step failed; retrying');
+        },
+      });
+    } catch (err) {
+      if (signal.aborted) return;
+      this.log.error({ err, node: name }, 'node failed');
+      await this.failNode(name, 'NodeFailed', err instanceof Error ? err.message : String(err));
     }
   }
 
