@@ -72,6 +72,8 @@ export interface StepHost {
   returnNode(node: NodeStatus): Promise<void>;
   /** Resolves when a new version of the NodeMaintenance arrives, or `signal` aborts. */
   maintenanceChanged(signal: AbortSignal): Promise<void>;
+  /** A deletion cancelled the step: whether the dispatcher knows it stopped (run.cancel). */
+  stepCancelled(actionId: string, outcome: { confirmed: boolean; message: string }): void;
 }
 
 export class ActionSteps {
@@ -229,7 +231,8 @@ export class ActionSteps {
       });
       if (agentWaitSince !== undefined) void this.#endAgentWait(name, id, running);
       const outcome = await running;
-      if (signal.aborted) return;
+      if (outcome.kind === 'cancelled') this.host.stepCancelled(id, outcome);
+      if (signal.aborted || outcome.kind === 'cancelled') return;
       if (outcome.kind === 'unavailable') {
         if (!(await this.#waitForAgent(step, outcome))) return;
         continue;
@@ -244,7 +247,7 @@ export class ActionSteps {
           outcome.message === undefined ? fields : { ...fields, message: outcome.message },
         );
       } else {
-        await this.host.failNode(name, 'ActionFailed', outcome.message, fields);
+        await this.host.failNode(name, outcome.reason ?? 'ActionFailed', outcome.message, fields);
       }
       await outcome.afterRecorded?.();
       return;

@@ -96,7 +96,10 @@ class FakeNodes implements NodeOps {
     }
     return Promise.resolve();
   }
-  release(name: string) {
+  /** The left-by mark of each release, by node. */
+  readonly leftBy = new Map<string, Parameters<NodeOps['release']>[2]>();
+  release(...[name, , leftBy]: Parameters<NodeOps['release']>) {
+    this.leftBy.set(name, leftBy);
     const n = this.get(name);
     const { [CLAIM_ANNOTATION]: _c, ...rest } = n.metadata?.annotations ?? {};
     setAnnotations(n, rest);
@@ -126,8 +129,21 @@ class FakeDispatcher implements ActionDispatcher {
   private readonly waiting = new Map<string, (o: NodeActionOutcome) => void>();
   /** Steps that end at once with this outcome, by action name. */
   auto = new Map<string, NodeActionOutcome['kind']>();
+  /** Whether a cancelled step is known stopped (the agent answered, the pod is gone). */
+  cancelConfirmed = true;
+  /** Cancels asked for (an abort, or a call with an aborted signal), by action ID. */
+  readonly cancels: string[] = [];
+  /** A step in flight does not answer its abort (its task outlives the deletion's wait). */
+  deafToAbort = false;
 
   run(req: NodeActionRequest): Promise<NodeActionOutcome> {
+    const cancel = (): NodeActionOutcome => {
+      this.cancels.push(req.actionId);
+      return this.cancelConfirmed
+        ? { kind: 'cancelled', confirmed: true, message: 'the agent stopped it' }
+        : { kind: 'cancelled', confirmed: false, message: 'no answer from the agent' };
+    };
+    if (req.signal.aborted) return Promise.resolve(cancel());
     this.sent.push(req);
     const auto = this.auto.get(req.action.name ?? '');
     if (auto === 'succeeded') return Promise.resolve({ kind: 'succeeded' });
@@ -135,7 +151,9 @@ class FakeDispatcher implements ActionDispatcher {
     return new Promise((resolve) => {
       this.waiting.set(req.actionId, resolve);
       req.signal.addEventListener('abort', () => {
-        resolve({ kind: 'failed', message: 'cancelled' });
+        if (this.deafToAbort) return;
+        this.waiting.delete(req.actionId);
+        resolve(cancel());
       });
     });
   }
@@ -508,6 +526,62 @@ describe('MaintenanceRun: deletion', () => {
       expect(h.nodes.get(n).spec?.unschedulable).toBe(false);
       expect(claimOf(h.nodes.get(n))).toBeUndefined();
     }
+  });
+});
+
+describe('MaintenanceRun: deletion mid-step', () => {
+  it('returns a node once its cancelled step is confirmed stopped', async () => {
+    const h = harness(['a'], { actions: [run('step'), run('after')] });
+    await until('the step in flight', () => h.dispatcher.inFlight().length === 1);
+    const id = h.status('a')?.actionID;
+    await h.run.cancel();
+    expect(h.dispatcher.cancels).toEqual([id]);
+    expect(h.status('a')?.phase).toBe('Restored');
+    expect(h.nodes.get('a').spec?.unschedulable).toBe(false);
+    expect(claimOf(h.nodes.get('a'))).toBeUndefined();
+  });
+
+  it('keeps the node cordoned and Failed when the cancel is not confirmed', async () => {
+    const h = harness(['a', 'b'], {
+      actions: [run('step'), run('after')],
+      options: { maxUnavailable: 2 },
+    });
+    await until('two in flight', () => h.dispatcher.inFlight().length === 2);
+    h.dispatcher.end('b', 'failed');
+    await until('b failed', () => h.status('b')?.phase === 'Failed');
+    h.dispatcher.cancelConfirmed = false;
+    await h.run.cancel();
+    expect(h.status('a')).toMatchObject({ phase: 'Failed' });
+    expect(h.status('a')?.message).toMatch(/^cancel not confirmed: no answer from the agent/);
+    expect(h.nodes.get('a').spec?.unschedulable).toBe(true);
+    expect(h.nodes.get('a').spec?.taints?.length ?? 0).toBeGreaterThan(0);
+    // The claim became a left-by mark naming this maintenance and what noma did.
+    expect(claimOf(h.nodes.get('a'))).toBeUndefined();
+    expect(h.nodes.leftBy.get('a')).toMatchObject({
+      maintenance: 'ns/m',
+      uid: UID,
+      unschedulable: true,
+    });
+    expect(h.events.some((e) => e.startsWith('Warning CancelNotConfirmed'))).toBe(true);
+    // b's step had ended (it failed): nothing to confirm, b goes back.
+    expect(h.status('b')?.phase).toBe('Restored');
+    expect(h.nodes.get('b').spec?.unschedulable).toBe(false);
+  });
+
+  it('cancels a step whose task did not answer in time through the dispatcher', async () => {
+    const h = harness(['a'], { actions: [run('step')] });
+    await until('the step in flight', () => h.dispatcher.inFlight().length === 1);
+    const id = h.status('a')?.actionID ?? '';
+    // The step's task outlives the deletion's wait (as a deletion seen after a restart has
+    // no task at all): nothing recorded its cancel, so cancel() asks itself.
+    h.dispatcher.deafToAbort = true;
+    h.dispatcher.cancelConfirmed = false;
+    await h.run.cancel();
+    expect(h.dispatcher.cancels).toEqual([id]);
+    expect(h.status('a')?.phase).toBe('Failed');
+    expect(h.nodes.get('a').spec?.unschedulable).toBe(true);
+    // The late answer lets the task end (afterEach stops the run).
+    h.dispatcher.end('a', 'failed');
   });
 });
 

@@ -12,7 +12,11 @@ import type {
 } from '../../shared/api/index.js';
 import type { Logger } from '../../shared/log.js';
 import { MAINTENANCE_TAINT, maintenanceLabelValue } from '../../shared/maintenance-keys.js';
-import type { ActionDispatcher } from '../actions/dispatcher.js';
+import {
+  DEFAULT_CANCEL_CONFIRM_MS,
+  NODE_LOCAL_ACTIONS,
+  type ActionDispatcher,
+} from '../actions/dispatcher.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder, EventTarget } from '../events.js';
 import {
@@ -57,8 +61,11 @@ import { RequestSteps } from './request-steps.js';
 import type { DrainFn } from './ports.js';
 import type { StatusStore } from './status-store.js';
 
-/** How long a deletion waits for in-flight work and status writes before it goes on. */
-const CANCEL_WAIT_MS = 15_000;
+/**
+ * How long a deletion waits for in-flight work and status writes before it goes on: longer
+ * than a cancelled step may take to be confirmed stopped, so that its answer is in.
+ */
+const CANCEL_WAIT_MS = DEFAULT_CANCEL_CONFIRM_MS + 15_000;
 /** About 10 minutes of backoff: beyond that the API server is not coming back soon. */
 const MAX_TRANSIENT_FAILURES = 25;
 const CONTROL_PLANE_LABELS = [
@@ -98,8 +105,13 @@ export interface RunDeps {
   readonly globalLimit: number;
   readonly maxSelectedNodes: number;
   readonly agentRetryMs: number;
-  /** How long a deletion waits for in-flight work and status writes (default 15 s). */
+  /** How long a deletion waits for in-flight work and status writes (default 45 s). */
   readonly cancelWaitMs?: number;
+  /**
+   * How long a step cancelled by a deletion may take to be known stopped (the agent's answer,
+   * the pod gone); past it the node stays cordoned and Failed (default 30 s).
+   */
+  readonly cancelConfirmMs?: number;
   readonly skipPod?: DrainFnSkip;
   /** Told about every new version of the object (the status store reads spec from it). */
   readonly onUpdate?: (cr: NodeMaintenance) => void;
@@ -124,6 +136,8 @@ export class MaintenanceRun {
   private readonly tasks = new Map<string, Promise<void>>();
   /** Retried on request: past the failure budget's hold (not past a pause). */
   private readonly retrying = new Set<string>();
+  /** Steps cancelled by a deletion, by action ID: whether each is known stopped. */
+  private readonly cancelled = new Map<string, { confirmed: boolean; message: string }>();
   /** Claims found stale at admission: cordon may take them over. */
   private readonly staleClaims = new Set<string>();
   /** Restore/retry requests, one batch at a time. */
@@ -185,12 +199,18 @@ export class MaintenanceRun {
       failNode: (name, reason, message, fields) => this.failNode(name, reason, message, fields),
       finishNode: (name, fields) => this.finishNode(name, fields),
       returnNode: (node) => this.returnNode(node),
-      maintenanceChanged: (signal) =>
-        once(this.versions, 'update', { signal }).then(
-          () => undefined,
-          () => undefined,
-        ),
+      maintenanceChanged: (signal) => this.maintenanceChanged(signal),
+      stepCancelled: (actionId, outcome) => {
+        this.cancelled.set(actionId, outcome);
+      },
     };
+  }
+
+  private maintenanceChanged(signal: AbortSignal): Promise<void> {
+    return once(this.versions, 'update', { signal }).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   get uid(): string {
@@ -914,30 +934,103 @@ export class MaintenanceRun {
 
   /**
    * The NodeMaintenance is being deleted: stop, and return every node noma holds (in flight or
-   * failed) to the state it had before; finished nodes keep their final state.
+   * failed) to the state it had before; finished nodes keep their final state. A node whose
+   * step was running is returned only once the step is known stopped (cancelConfirmed); else
+   * it stays cordoned, Failed, with a left-by mark naming this maintenance.
    */
   async cancel(): Promise<void> {
     // A status write that never lands (the API server refusing it with 5xx, say) must not hold
     // the deletion: node tasks stuck on one get that long, then the nodes are returned anyway.
     await withDeadline(this.stop(), this.deps.cancelWaitMs ?? CANCEL_WAIT_MS);
-    for (const n of this.status.nodes ?? []) {
-      if (!isHeld(n)) continue;
-      await this.returnNode(n);
-      const { job: _job, ...rest } = n;
-      await this.setNode(
-        n.name,
-        transition(rest, 'Restored', this.deps.now(), { message: 'maintenance deleted' }),
-        true,
-      );
-      this.event(
-        'Normal',
-        'NodeRestored',
-        'maintenance deleted: node returned to its initial state',
-        n.name,
-      );
+    const held = (this.status.nodes ?? []).filter(isHeld);
+    const unconfirmed = new Map<string, string>();
+    await Promise.all(
+      held.map(async (n) => {
+        const why = await this.cancelConfirmed(n);
+        if (why !== undefined) unconfirmed.set(n.name, why);
+      }),
+    );
+    for (const n of held) {
+      const why = unconfirmed.get(n.name);
+      if (why === undefined) await this.restoreCancelled(n);
+      else await this.leaveUnconfirmed(n, why);
     }
     await withDeadline(this.deps.store.flush(), this.deps.cancelWaitMs ?? CANCEL_WAIT_MS);
     this.deps.fleet.notifyChanged();
+  }
+
+  /**
+   * Whether the node's step, if one was running on the node or as its pod, is known stopped:
+   * undefined if so (or nothing ran), else why not. The step's own task recorded the
+   * dispatcher's answer as it stopped; a step it did not see end (the task past the deadline,
+   * or a deletion seen only after a restart) is cancelled here through the dispatcher.
+   */
+  private async cancelConfirmed(n: NodeStatus): Promise<string | undefined> {
+    const action = this.cr.spec.actions[n.currentActionIndex ?? -1];
+    const running = n.phase === 'InAction' && n.actionID !== undefined && action !== undefined;
+    if (!running || !NODE_LOCAL_ACTIONS.has(action.type)) return undefined;
+    const recorded = this.cancelled.get(n.actionID ?? '');
+    if (recorded !== undefined) return recorded.confirmed ? undefined : recorded.message;
+    const stopped = new AbortController();
+    stopped.abort();
+    const outcome = await this.deps.dispatcher.run({
+      actionId: n.actionID ?? '',
+      node: n.name,
+      index: n.currentActionIndex ?? 0,
+      action,
+      signal: stopped.signal,
+      ...(n.bootIDBeforeReboot === undefined ? {} : { bootIDBeforeReboot: n.bootIDBeforeReboot }),
+      ...(n.job === undefined ? {} : { job: n.job }),
+      ...(this.deps.cancelConfirmMs === undefined
+        ? {}
+        : { cancelConfirmMs: this.deps.cancelConfirmMs }),
+      maintenance: {
+        namespace: this.cr.metadata.namespace ?? '',
+        name: this.cr.metadata.name ?? '',
+        uid: this.uid,
+      },
+      report: () => Promise.resolve(),
+      annotations: () => this.cr.metadata.annotations ?? {},
+      maintenanceChanged: (signal) => this.maintenanceChanged(signal),
+    });
+    if (outcome.kind === 'cancelled') return outcome.confirmed ? undefined : outcome.message;
+    // It had ended (a result) before the cancel: stopped. Unavailable: nobody could say.
+    return outcome.kind === 'unavailable' ? outcome.message : undefined;
+  }
+
+  private async restoreCancelled(n: NodeStatus): Promise<void> {
+    await this.returnNode(n);
+    const { job: _job, ...rest } = n;
+    await this.setNode(
+      n.name,
+      transition(rest, 'Restored', this.deps.now(), { message: 'maintenance deleted' }),
+      true,
+    );
+    this.event(
+      'Normal',
+      'NodeRestored',
+      'maintenance deleted: node returned to its initial state',
+      n.name,
+    );
+  }
+
+  /**
+   * The step may still run: the node must not go back to service. It stays cordoned (and
+   * tainted), Failed in status while the object lasts, and its claim becomes a left-by mark so
+   * that `noma nodes` and a later maintenance know who left it so.
+   */
+  private async leaveUnconfirmed(n: NodeStatus, why: string): Promise<void> {
+    const message = `cancel not confirmed: ${why}`;
+    await this.failNode(n.name, 'CancelNotConfirmed', message);
+    const initial = n.initialState;
+    await this.deps.nodes.release(n.name, this.uid, {
+      maintenance: this.key,
+      uid: this.uid,
+      unschedulable: initial === undefined ? true : !initial.unschedulable,
+      taints: this.ourTaints(n).filter(
+        (t) => !(initial?.taints ?? []).some((i) => sameTaint(i, t)),
+      ),
+    });
   }
 }
 
