@@ -98,7 +98,7 @@ async function main(): Promise<number> {
     rules: rules.rules,
     intervalMs: config.discoveryIntervalMs,
     detect: () => detectGpus({ path: config.nvidiaSmi, timeoutMs: config.nvidiaSmiTimeoutMs }),
-    hostFacts: readHostFacts,
+    hostFacts: () => readHostFacts({ nodeName: config.nodeName }),
     ...(rulesFile === undefined ? {} : { reloadRules: () => loadRules(rulesFile) }),
     remembered: await readInventory(config.stateDir, config.nodeName),
     remember: (inventory) => writeInventory(config.stateDir, config.nodeName, inventory),

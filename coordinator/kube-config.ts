@@ -2,11 +2,11 @@
 import { Agent } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { KubeConfig } from '@kubernetes/client-node';
+import { REQUEST_TIMEOUT_MS } from '../shared/request-timeout.js';
+
+export { REQUEST_TIMEOUT_MS };
 
 type RequestContext = Parameters<KubeConfig['applySecurityAuthentication']>[0];
-
-/** Longer than any single API call noma makes (lists are paged; log reads stop at 10 s). */
-export const REQUEST_TIMEOUT_MS = 60_000;
 
 /**
  * client-node 1.x builds a new https.Agent for every request: every API call parses the CA

@@ -18,7 +18,7 @@ import { ensureLinkTls, linkHosts, type LinkTlsMaterial } from './link/tls-boots
 import { webhookNotifier } from './actions/notify.js';
 import { ConfigError, HELP, parseConfig, type CoordinatorConfig } from './config.js';
 import { Controller } from './controller/controller.js';
-import { drainNode } from './drain/drain.js';
+import { drainEventsTo, drainNode } from './drain/drain.js';
 import { kubeEventRecorder } from './events.js';
 import { buildHealthServer } from '../shared/health-server.js';
 import { LeaderElector } from './leader.js';
@@ -213,6 +213,12 @@ async function main(config: CoordinatorConfig): Promise<void> {
   );
   running.dispatcher = dispatcher;
   const drainLog = log.child({ component: 'drain' });
+  // ForceDrain and per-pod DrainBlocked Events of the drains (coordinator/drain drainEventsTo).
+  const drainEvents = kubeEventRecorder(kc, drainLog, {
+    onDropped: (why) => {
+      metrics.eventsDropped.inc({ why });
+    },
+  });
   // Node reads and writes and the drains' first pod lists, in flight at once across all nodes:
   // enough not to throttle a loaded API server (each call may take 100 ms and more), few enough
   // that 2000 nodes starting together do not open 2000 connections at once.
@@ -231,7 +237,13 @@ async function main(config: CoordinatorConfig): Promise<void> {
         metrics.drainEvents.inc({ event });
       };
       const result = await drainNode(
-        { kc, log: drainLog, observe, listLimit: apiLimit },
+        {
+          kc,
+          log: drainLog,
+          observe,
+          listLimit: apiLimit,
+          events: drainEventsTo(drainEvents, node),
+        },
         node,
         opts,
         onProgress,

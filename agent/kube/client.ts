@@ -2,6 +2,11 @@ import http from 'node:http';
 import https from 'node:https';
 import { createInterface } from 'node:readline';
 import type { CoreV1Event, V1Node } from '@kubernetes/client-node';
+import {
+  REQUEST_TIMEOUT_MS,
+  RequestTimeoutError,
+  requestSignal,
+} from '../../shared/request-timeout.js';
 import type { KubeAccess } from './access.js';
 
 /** An API server answer other than 2xx. `status` is the HTTP status code. */
@@ -13,7 +18,22 @@ export class KubeError extends Error {
     super(message);
     this.name = 'KubeError';
   }
+
+  /** The status where client-node keeps it, for shared/kube-errors.ts (isTransient and co). */
+  get code(): number {
+    return this.status;
+  }
 }
+
+export interface KubeClientOptions {
+  /** Bound on one request, answer included. Default REQUEST_TIMEOUT_MS. */
+  readonly requestTimeoutMs?: number;
+  /** How long past its timeoutSeconds a watch may stay open before it counts as lost. */
+  readonly watchGraceMs?: number;
+}
+
+/** The server ends a watch at its timeoutSeconds; one open this much longer is lost. */
+const WATCH_GRACE_MS = 30_000;
 
 export interface WatchEvent<T> {
   readonly type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -44,8 +64,15 @@ export interface NodeApi {
 export class KubeClient implements NodeApi {
   private readonly agent: http.Agent;
   private readonly url: URL;
+  private readonly timeoutMs: number;
+  private readonly watchGraceMs: number;
 
-  constructor(private readonly access: KubeAccess) {
+  constructor(
+    private readonly access: KubeAccess,
+    opts: KubeClientOptions = {},
+  ) {
+    this.timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.watchGraceMs = opts.watchGraceMs ?? WATCH_GRACE_MS;
     this.url = new URL(access.server);
     this.agent =
       this.url.protocol === 'https:'
@@ -100,19 +127,30 @@ export class KubeClient implements NodeApi {
     });
   }
 
+  /**
+   * One request and its whole answer, within the request timeout: a reply lost on a connection
+   * that died without a reset would otherwise hold the labeler's queue forever.
+   */
   private async call<T>(
     method: string,
     path: string,
     body?: unknown,
     contentType?: string,
   ): Promise<T> {
-    const res = await this.open(method, path, {
-      body,
-      ...(contentType === undefined ? {} : { contentType }),
-    });
-    const chunks: Buffer[] = [];
-    for await (const chunk of res) chunks.push(chunk as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
+    const signal = requestSignal(this.timeoutMs);
+    let res: http.IncomingMessage;
+    let text: string;
+    try {
+      res = await this.open(method, path, {
+        body,
+        signal,
+        ...(contentType === undefined ? {} : { contentType }),
+      });
+      text = await readAll(res);
+    } catch (err) {
+      if (!signal.aborted) throw err;
+      throw new RequestTimeoutError(`${method} ${pathOf(path)}`, this.timeoutMs, { cause: err });
+    }
     const status = res.statusCode ?? 0;
     if (status < 200 || status >= 300) throw new KubeError(status, statusMessage(status, text));
     return JSON.parse(text) as T;
@@ -149,18 +187,21 @@ export class KubeClient implements NodeApi {
       timeoutSeconds: String(timeoutSeconds),
       ...(resourceVersion === undefined ? {} : { resourceVersion }),
     });
+    // The server ends the watch at timeoutSeconds; past that (and a grace) it is a lost one.
+    const limitMs = timeoutSeconds * 1000 + this.watchGraceMs;
+    const bounded = requestSignal(limitMs, signal);
+    const lost = (err: unknown) =>
+      bounded.aborted
+        ? new RequestTimeoutError(`watch on Node ${name}`, limitMs, { cause: err })
+        : err;
     let res: http.IncomingMessage;
     try {
-      res = await this.open('GET', `/api/v1/nodes?${query.toString()}`, { signal });
+      res = await this.open('GET', `/api/v1/nodes?${query.toString()}`, { signal: bounded });
+      const status = res.statusCode ?? 0;
+      if (status !== 200) throw new KubeError(status, statusMessage(status, await readAll(res)));
     } catch (err) {
       if (signal.aborted) return;
-      throw err;
-    }
-    const status = res.statusCode ?? 0;
-    if (status !== 200) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of res) chunks.push(chunk as Buffer);
-      throw new KubeError(status, statusMessage(status, Buffer.concat(chunks).toString('utf8')));
+      throw lost(err);
     }
     try {
       for await (const line of createInterface({ input: res, crlfDelay: Infinity })) {
@@ -169,12 +210,23 @@ export class KubeClient implements NodeApi {
       }
     } catch (err) {
       if (signal.aborted) return;
-      throw err;
+      throw lost(err);
     }
     // A watch that ends without its response completing was cut, not closed by the server.
-    if (!res.complete && !signal.aborted) throw new Error('watch connection closed unexpectedly');
+    if (!res.complete && !signal.aborted) {
+      throw lost(new Error('watch connection closed unexpectedly'));
+    }
   }
 }
+
+async function readAll(res: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The path without its query (which may be long): enough to name the request. */
+const pathOf = (path: string): string => path.split('?')[0] ?? path;
 
 function statusMessage(status: number, body: string): string {
   try {

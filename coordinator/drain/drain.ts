@@ -16,6 +16,7 @@ import type { Logger } from '../../shared/log.js';
 // Retry-After): past Node's 24.8-day timer limit, so only the chaining timers of shared/timers.
 import { setLongTimeout, sleepLong as sleep, type LongTimeout } from '../../shared/timers.js';
 import type { NodeStatus } from '../../shared/api/index.js';
+import type { EventRecorder, EventTarget } from '../events.js';
 import {
   DEFAULT_BACKOFF,
   blockedReason,
@@ -83,6 +84,35 @@ export interface DrainDeps {
   observe?: (event: 'evicted' | 'pdb-refused' | 'force-deleted') => void;
   /** Bounds the pod lists in flight across drains (many nodes start draining at once). */
   listLimit?: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+/**
+ * The drain's `events` hook for the coordinator's Event recorder. An Event about one pod goes on
+ * that pod, where its owner looks (the controller already records DrainBlocked on the
+ * maintenance and the Node from the drain's progress); one about the whole drain (ForceDrain)
+ * goes on the Node, the only object the drain knows. Node Events carry the node's name as UID,
+ * as the kubelet's do: `kubectl describe node` searches by that UID too, so no read of the Node.
+ */
+export function drainEventsTo(
+  recorder: EventRecorder,
+  node: string,
+): NonNullable<DrainDeps['events']> {
+  return (type, reason, message, pod) => {
+    const name = pod?.metadata?.name;
+    const target: EventTarget =
+      pod !== undefined && name !== undefined
+        ? {
+            apiVersion: 'v1',
+            kind: 'Pod',
+            name,
+            namespace: pod.metadata?.namespace,
+            uid: pod.metadata?.uid,
+          }
+        : { apiVersion: 'v1', kind: 'Node', name: node, uid: node };
+    // The recorder queues and bounds its writes; a failed one is counted there, not here.
+    recorder.record(target, type, reason, message);
+    return Promise.resolve();
+  };
 }
 
 export const DEFAULT_CONCURRENCY = 10;
