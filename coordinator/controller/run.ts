@@ -251,10 +251,12 @@ export class MaintenanceRun {
   }
 
   private event(type: 'Normal' | 'Warning', reason: string, message: string, node?: string) {
+    // A Node's Events carry its name as UID, as the kubelet's do: `kubectl describe node`
+    // finds Events by UID.
     this.deps.events.record(this.target(), type, reason, node ? `${node}: ${message}` : message);
     if (node !== undefined) {
       this.deps.events.record(
-        { apiVersion: 'v1', kind: 'Node', name: node, uid: undefined },
+        { apiVersion: 'v1', kind: 'Node', name: node, uid: node },
         type,
         reason,
         `${this.key}: ${message}`,
