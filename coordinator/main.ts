@@ -39,6 +39,11 @@ const exists = (file: string) =>
     () => false,
   );
 
+/** How long a graceful shutdown (SIGTERM) waits for in-flight work before it goes on. */
+const SHUTDOWN_WAIT_MS = 10_000;
+/** A coordinator that lost its leadership is gone this long after, at the latest. */
+const LOSS_EXIT_MS = 3_000;
+
 /** The coordinator's own pods are never evicted by its drains. */
 const COORDINATOR_LABEL = ['app.kubernetes.io/component', 'coordinator'] as const;
 
@@ -101,16 +106,43 @@ async function main(config: CoordinatorConfig): Promise<void> {
     running.dispatcher?.detach?.();
     running.downtime?.stop();
     running.gpuHealth?.stop();
-    await running.controller?.stop();
+    // Status writes still retrying (the API server away) must not hold the exit past the
+    // pod's grace period: what they carry is redone by the next leader from status.
+    await Promise.race([
+      running.controller?.stop(),
+      new Promise((r) => setTimeout(r, SHUTDOWN_WAIT_MS)),
+    ]);
     await running.link?.close();
     await elector.release();
     await health.close();
     process.exit(code);
   };
+  /**
+   * Leadership lost (another holder seen, the renew deadline passed, a newer leader's epoch in
+   * a status): stop acting at once rather than shut down gracefully. The fence signal has
+   * already stopped status writes; agents must reach the new leader now, so the link closes;
+   * agents' actions and step pods stay for the new leader to attach to. Whatever is still
+   * pending, the process exits within LOSS_EXIT_MS and its pod restarts as a standby.
+   */
+  const loseLeadership = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.error({ why }, 'lost leadership: stopping at once');
+    setTimeout(() => process.exit(1), LOSS_EXIT_MS);
+    stopPublishing.abort();
+    running.dispatcher?.detach?.();
+    running.downtime?.stop();
+    running.gpuHealth?.stop();
+    void Promise.allSettled([running.link?.close(), running.controller?.stop()]).finally(() =>
+      process.exit(1),
+    );
+  };
   process.on('SIGTERM', () => void shutdown(0));
   process.on('SIGINT', () => void shutdown(0));
 
-  await elector.run(() => void shutdown(1));
+  await elector.run(() => {
+    loseLeadership(String(elector.signal.reason));
+  });
   // Only the leader serves agents: a standby has no port open, so agents retry until they
   // reach the leader.
   let agents: ActionDispatcher = noAgentLink;
@@ -271,6 +303,11 @@ async function main(config: CoordinatorConfig): Promise<void> {
     statusIntervalMs: config.statusIntervalMs,
     watchNamespace: config.watchNamespace,
     stuckAfterMs: config.stuckAfterMs,
+    // Status writes carry the Lease's epoch and stop the moment leadership is lost.
+    fence: { epoch: elector.epoch ?? 0, signal: elector.signal },
+    onDeposed: (why) => {
+      loseLeadership(`a newer leader writes status: ${why}`);
+    },
     observePhase: (phase, seconds) => {
       metrics.phaseDuration.observe({ phase }, seconds);
     },
