@@ -49,9 +49,17 @@ export const ACTION_OUTCOMES = [
 ] as const;
 export type ActionOutcomeKind = (typeof ACTION_OUTCOMES)[number];
 
+/** An action ID the agent refuses because its ledger record exists and cannot be read. */
+export const LEDGER_UNREADABLE = 'LedgerUnreadable';
+
 export const ActionResultBody = Type.Object({
   id: Id,
   outcome: Type.Union(ACTION_OUTCOMES.map((o) => Type.Literal(o))),
+  /**
+   * Why, in one word, when the outcome alone does not say it: `LedgerUnreadable` (the node
+   * fails with that reason; the message starts with it too). Absent otherwise.
+   */
+  reason: Type.Optional(Type.String({ maxLength: 64, pattern: '^[A-Za-z]+$' })),
   exitCode: Type.Optional(Type.Integer()),
   /** The last OUTPUT_KEEP_BYTES at most (stdout and stderr interleaved). */
   outputTail: Type.Optional(Text(OUTPUT_KEEP_BYTES * 4)),

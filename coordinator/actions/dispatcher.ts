@@ -26,6 +26,12 @@ export interface NodeActionRequest {
   /** The step's job as status records it: a pod was (or was about to be) created for it. */
   readonly job?: ActionJob;
   readonly maintenance: { readonly namespace: string; readonly name: string; readonly uid: string };
+  /**
+   * After an abort that is a cancel (not detach()): how long run() waits for the step to be
+   * known stopped before it resolves `cancelled` with confirmed: false. Default: the
+   * dispatcher's, DEFAULT_CANCEL_CONFIRM_MS unless it was built with another.
+   */
+  readonly cancelConfirmMs?: number;
   /** Resolves once the progress is in status (a job is committed, a message coalesced). */
   report(progress: ActionProgress): Promise<void>;
   /** The NodeMaintenance's annotations as of now (an InteractiveShell's release). */
@@ -41,20 +47,46 @@ interface Finished {
   afterRecorded?: () => Promise<void>;
 }
 
+/** How long a cancelled step may take to be known stopped, unless the request says. */
+export const DEFAULT_CANCEL_CONFIRM_MS = 30_000;
+
+/** Why a step failed, when it is not the action's own failure (status: the node's reason). */
+export type FailedReason = 'LedgerUnreadable';
+
 export type NodeActionOutcome =
   | ({ kind: 'succeeded'; message?: string } & Finished)
-  | ({ kind: 'failed'; message: string } & Finished)
+  | ({ kind: 'failed'; message: string; reason?: FailedReason } & Finished)
   /** Nothing can run it now (no agent connected): the node waits and the step is retried. */
-  | { kind: 'unavailable'; message: string; reason?: string };
+  | { kind: 'unavailable'; message: string; reason?: string }
+  /**
+   * The run was aborted to cancel the step (the maintenance deleted; detach() was not called).
+   * confirmed: the step is known to run no more — the agent's result for the ID arrived (it
+   * was cancelled, or had ended), the agent's hello lists it finished, the pod is gone (not
+   * merely Terminating) or had terminated, the reboot is known to have happened (new boot).
+   * Not confirmed: none of that within cancelConfirmMs, or the agent cannot read its record
+   * of the ID (LedgerUnreadable), so it may still be running (the node must not go back to
+   * service). `message` says which, at most 1 KiB.
+   */
+  | { kind: 'cancelled'; confirmed: boolean; message: string };
 
 export interface ActionDispatcher {
+  /**
+   * Runs the step until its outcome. When req.signal aborts: after detach() it resolves
+   * `unavailable` ('stopped') at once and leaves the step running; otherwise it cancels the
+   * step and resolves `cancelled` within cancelConfirmMs (plus an API call's time). Called with
+   * a signal already aborted, it starts nothing and cancels a step that may run without a
+   * run() following it (an earlier leader's, one waiting for its agent).
+   */
   run(req: NodeActionRequest): Promise<NodeActionOutcome>;
   /**
    * The maintenance with this UID is finished or deleted: remove whatever of its steps is left
    * (pods whose result was recorded by a coordinator that died before deleting them).
    */
   forget?(maintenanceUid: string): Promise<void>;
-  /** The coordinator is shutting down: aborts from now on leave running steps running. */
+  /**
+   * The coordinator is shutting down: aborts from now on leave running steps running, and a
+   * cancel still waiting for its confirmation resolves `unavailable` ('stopped') at once.
+   */
   detach?(): void;
 }
 

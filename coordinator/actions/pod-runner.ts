@@ -3,12 +3,17 @@
 // is created, its name follows from the action ID, and a restarted coordinator attaches to the
 // pod it finds, or reads the result of a finished one, and never creates a pod for a step whose
 // job was recorded. The pod is deleted once the run has recorded its result.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, makeInformer, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { backoffMs } from '../../shared/duration.js';
+import { describeApiError, isConflict, isNotFound } from '../../shared/kube-errors.js';
 import type { Logger } from '../../shared/log.js';
+import { retry } from '../../shared/retry.js';
 import { setLongTimeout } from '../../shared/timers.js';
-import type { ActionDispatcher, NodeActionOutcome, NodeActionRequest } from './dispatcher.js';
+import {
+  DEFAULT_CANCEL_CONFIRM_MS,
+  type ActionDispatcher,
+  type NodeActionOutcome,
+  type NodeActionRequest,
+} from './dispatcher.js';
 import {
   ACTION_ID_ANNOTATION,
   MAINTENANCE_UID_LABEL,
@@ -37,41 +42,18 @@ export interface PodActionRunnerDeps {
   readonly resyncMs?: number;
   /** pods/log goes through the API server to the kubelet; give up after this (default 10 s). */
   readonly logTimeoutMs?: number;
+  /** A request's cancelConfirmMs when it has none (default DEFAULT_CANCEL_CONFIRM_MS). */
+  readonly cancelConfirmMs?: number;
 }
 
-const statusCode = (err: unknown): number | undefined => {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
-};
-
-/** The API server's own words for a refusal (its Status message), else the error's. */
+/** The API server's own words for a refusal, bounded for status. */
 function describe(err: unknown): string {
-  let body: unknown = (err as { body?: unknown }).body;
-  if (typeof body === 'string') {
-    try {
-      body = JSON.parse(body);
-    } catch {
-      // not JSON: the text is the message
-    }
-  }
-  const text =
-    typeof body === 'object' &&
-    body !== null &&
-    typeof (body as { message?: unknown }).message === 'string'
-      ? (body as { message: string }).message
-      : typeof body === 'string' && body !== ''
-        ? body
-        : err instanceof Error
-          ? err.message
-          : String(err);
+  const text = describeApiError(err);
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
-/** A refusal that retrying does not change (RBAC, an invalid pod). */
-const permanent = (err: unknown): boolean => {
-  const code = statusCode(err);
-  return code !== undefined && code >= 400 && code < 500 && code !== 409 && code !== 429;
-};
+/** During a cancel the pod is read this often, watch events or not. */
+const CANCEL_POLL_MS = 1_000;
 
 const humanMs = (ms: number): string =>
   ms % 3_600_000 === 0
@@ -87,6 +69,8 @@ export class PodActionRunner implements ActionDispatcher {
   private watching = false;
   private restart: NodeJS.Timeout | undefined;
   private detached = false;
+  /** Cancels waiting for their pod to go: detach() ends them. */
+  private readonly cancelling = new Set<AbortController>();
 
   constructor(private readonly deps: PodActionRunnerDeps) {
     this.core = deps.kc.makeApiClient(CoreV1Api);
@@ -96,6 +80,7 @@ export class PodActionRunner implements ActionDispatcher {
   detach(): void {
     this.detached = true;
     if (this.restart !== undefined) clearTimeout(this.restart);
+    for (const c of this.cancelling) c.abort();
   }
 
   async run(req: NodeActionRequest): Promise<NodeActionOutcome> {
@@ -114,6 +99,8 @@ export class PodActionRunner implements ActionDispatcher {
     });
     if (!manifest.ok) return { kind: 'failed', message: manifest.why };
     this.watch();
+    // A cancel of a step no run() here follows: its pod may exist (an earlier leader's).
+    if (req.signal.aborted) return this.aborted(req, name);
     const shell = req.action.type === 'InteractiveShell';
     const recorded = req.job?.pod === name ? req.job : undefined;
     const timeoutAt = recorded?.timeoutAt ?? new Date(Date.now() + timeoutMs).toISOString();
@@ -165,32 +152,45 @@ export class PodActionRunner implements ActionDispatcher {
   ): Promise<{ kind: 'pod'; pod: V1Pod } | { kind: 'outcome'; outcome: NodeActionOutcome }> {
     const { namespace, log } = this.deps;
     const name = manifest.metadata?.name ?? '';
+    const timeout = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
     let why = `pod ${namespace}/${name} was not created in time`;
-    for (let attempt = 0; ; attempt++) {
-      if (req.signal.aborted) return { kind: 'outcome', outcome: this.stopped(name) };
-      if (Date.now() >= deadline) {
+    try {
+      // Within this call a failed create is known not to have run anything; across a restart
+      // it is not, so retry here rather than hand back a step with a recorded job.
+      const pod = await retry(
+        async () => {
+          try {
+            return await this.core.createNamespacedPod({ namespace, body: manifest });
+          } catch (err) {
+            const existing = isConflict(err)
+              ? await this.read(name).catch(() => undefined)
+              : undefined;
+            if (existing !== undefined) return existing;
+            why = `cannot create pod ${namespace}/${name}: ${describe(err)}`;
+            throw err;
+          }
+        },
+        {
+          baseMs: 1_000,
+          maxMs: 30_000,
+          signal: AbortSignal.any([req.signal, timeout]),
+          onRetry: (err, attempt) => {
+            log.warn({ err, pod: name, attempt }, 'creating the action pod failed; retrying');
+            // Progress only: a write that fails is written again at the next retry.
+            req.report({ message: why }).catch(() => undefined);
+          },
+        },
+      );
+      log.info({ pod: name, node: req.node, id: req.actionId }, 'action pod created');
+      return { kind: 'pod', pod };
+    } catch (err) {
+      if (req.signal.aborted) return { kind: 'outcome', outcome: await this.aborted(req, name) };
+      if (timeout.aborted) {
         return { kind: 'outcome', outcome: { kind: 'failed', message: `TimedOut: ${why}` } };
       }
-      try {
-        const pod = await this.core.createNamespacedPod({ namespace, body: manifest });
-        log.info({ pod: name, node: req.node, id: req.actionId }, 'action pod created');
-        return { kind: 'pod', pod };
-      } catch (err) {
-        if (statusCode(err) === 409) {
-          const existing = await this.read(name).catch(() => undefined);
-          if (existing !== undefined) return { kind: 'pod', pod: existing };
-          continue;
-        }
-        why = `cannot create pod ${namespace}/${name}: ${describe(err)}`;
-        if (permanent(err)) return { kind: 'outcome', outcome: { kind: 'failed', message: why } };
-        // Within this call a failed create is known not to have run anything; across a
-        // restart it is not, so retry here rather than hand back a step with a recorded job.
-        log.warn({ err, pod: name, attempt }, 'creating the action pod failed; retrying');
-        await req.report({ message: why });
-        await sleep(backoffMs(attempt, { baseMs: 1_000, maxMs: 30_000 }), undefined, {
-          signal: req.signal,
-        }).catch(() => undefined);
-      }
+      // A refusal retrying does not change (RBAC, an invalid pod).
+      log.warn({ err, pod: name }, 'the action pod cannot be created');
+      return { kind: 'outcome', outcome: { kind: 'failed', message: why } };
     }
   }
 
@@ -212,7 +212,7 @@ export class PodActionRunner implements ActionDispatcher {
       await req.report({ message });
     };
     for (;;) {
-      if (req.signal.aborted) return this.stopped(name);
+      if (req.signal.aborted) return this.aborted(req, name);
       // A human deleting the shell's pod ends the step; the kubelet's grace period is not ours.
       if (pod === undefined || (shell && pod.metadata?.deletionTimestamp !== undefined)) {
         return this.gone(name, shell);
@@ -297,10 +297,86 @@ export class PodActionRunner implements ActionDispatcher {
     };
   }
 
-  /** Deleted maintenance: the pod goes. Shutdown: it keeps running for the next leader. */
-  private stopped(name: string): NodeActionOutcome {
-    if (!this.detached) void this.remove(name);
-    return { kind: 'unavailable', message: 'stopped' };
+  /** Shutdown: the pod keeps running for the next leader. Deleted maintenance: it goes. */
+  private aborted(req: NodeActionRequest, name: string): Promise<NodeActionOutcome> {
+    if (this.detached) return Promise.resolve({ kind: 'unavailable', message: 'stopped' });
+    return this.cancel(req, name);
+  }
+
+  /**
+   * Deletes the step's pod and waits until it is gone (not merely terminating: its containers
+   * run through their grace period) or had terminated, for at most cancelConfirmMs.
+   */
+  private async cancel(req: NodeActionRequest, name: string): Promise<NodeActionOutcome> {
+    const ms = req.cancelConfirmMs ?? this.deps.cancelConfirmMs ?? DEFAULT_CANCEL_CONFIRM_MS;
+    const deadline = Date.now() + ms;
+    const stop = new AbortController();
+    this.cancelling.add(stop);
+    const pod = `${this.deps.namespace}/${name}`;
+    let why = `pod ${pod} not read yet`;
+    let deleted = false;
+    try {
+      for (;;) {
+        if (this.detached) return { kind: 'unavailable', message: 'stopped' };
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          return {
+            kind: 'cancelled',
+            confirmed: false,
+            message: `cancel not confirmed within ${Math.round(ms / 1000)} s: ${why}`,
+          };
+        }
+        const seen = await this.cancelLook(name, containerOf(req.action), deleted, left);
+        if (seen.kind === 'confirmed') {
+          this.deps.log.info({ pod: name, id: req.actionId, why: seen.why }, 'cancel confirmed');
+          return { kind: 'cancelled', confirmed: true, message: `pod ${pod} ${seen.why}` };
+        }
+        deleted ||= seen.deleted;
+        why = seen.why;
+        await this.wake(name, Math.min(deadline - Date.now(), CANCEL_POLL_MS), stop.signal);
+      }
+    } finally {
+      this.cancelling.delete(stop);
+    }
+  }
+
+  /** One look at a cancelled step's pod: gone or terminated, or delete it (once) and say why not. */
+  private async cancelLook(
+    name: string,
+    container: string,
+    deleted: boolean,
+    ms: number,
+  ): Promise<
+    { kind: 'confirmed'; why: string } | { kind: 'waiting'; why: string; deleted: boolean }
+  > {
+    const pod = `pod ${this.deps.namespace}/${name}`;
+    const read = await within(this.read(name), ms).catch((err: unknown) => ({
+      err: describe(err),
+    }));
+    if (read === 'late') return { kind: 'waiting', why: `${pod} not read in time`, deleted };
+    if ('err' in read) return { kind: 'waiting', why: `cannot read ${pod}: ${read.err}`, deleted };
+    const p = read.value;
+    if (p === undefined) return { kind: 'confirmed', why: 'is gone' };
+    const view = podView(p, container);
+    if (view.state === 'finished') {
+      void this.remove(name);
+      return { kind: 'confirmed', why: 'had terminated' };
+    }
+    if (p.metadata?.deletionTimestamp !== undefined) {
+      return {
+        kind: 'waiting',
+        why: `${pod} is still terminating (its grace period)`,
+        deleted: true,
+      };
+    }
+    if (deleted) return { kind: 'waiting', why: `${pod} not deleted yet`, deleted };
+    const removed = await within(this.remove(name, true), ms).catch((err: unknown) => ({
+      err: describe(err),
+    }));
+    if (removed !== 'late' && 'err' in removed) {
+      return { kind: 'waiting', why: `cannot delete ${pod}: ${removed.err}`, deleted: false };
+    }
+    return { kind: 'waiting', why: `${pod} deleted, still there`, deleted: removed !== 'late' };
   }
 
   private unavailable(message: string): NodeActionOutcome {
@@ -312,17 +388,19 @@ export class PodActionRunner implements ActionDispatcher {
     try {
       return await this.core.readNamespacedPod({ name, namespace: this.deps.namespace });
     } catch (err) {
-      if (statusCode(err) === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }
 
-  private async remove(name: string): Promise<void> {
+  /** Deletes the pod (gone already is fine); `raise`: a failure is thrown, else logged. */
+  private async remove(name: string, raise = false): Promise<void> {
     try {
       await this.core.deleteNamespacedPod({ name, namespace: this.deps.namespace });
       this.deps.log.info({ pod: name }, 'action pod deleted');
     } catch (err) {
-      if (statusCode(err) === 404) return;
+      if (isNotFound(err)) return;
+      if (raise) throw err;
       // forget() sweeps it when the maintenance ends.
       this.deps.log.warn({ err, pod: name }, 'deleting the action pod failed');
     }
@@ -445,5 +523,23 @@ export class PodActionRunner implements ActionDispatcher {
     } catch (err) {
       log.warn({ err, maintenanceUid }, 'cleaning up action pods failed');
     }
+  }
+}
+
+/** `p`'s value, or 'late' once `ms` passed (the call goes on; what it brings is dropped). */
+async function within<T>(p: Promise<T>, ms: number): Promise<{ value: T } | 'late'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(
+      () => {
+        resolve('late');
+      },
+      Math.max(0, ms),
+    );
+  });
+  try {
+    return await Promise.race([p.then((value) => ({ value })), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -351,6 +351,14 @@ export class AgentLinkServer {
     return this.conns.get(node)?.hello !== undefined;
   }
 
+  /**
+   * The hello of the connected agent of `node`, its bootID as the latest heartbeat reported
+   * it; undefined while none is connected. Read-only: the dispatcher's reboot fence and cancels.
+   */
+  lastHello(node: string): Readonly<MessageOf<'hello'>> | undefined {
+    return this.conns.get(node)?.hello;
+  }
+
   /** An agent of `node` said hello since this server started (connected now or not). */
   hasConnected(node: string): boolean {
     return this.helloed.has(node);
