@@ -8,10 +8,10 @@ describe('retry', () => {
   it('retries transient errors until the call succeeds', async () => {
     let calls = 0;
     const out = await retry(
-      async () => {
+      () => {
         calls++;
-        if (calls < 3) throw apiError(503);
-        return 'ok';
+        if (calls < 3) return Promise.reject(apiError(503));
+        return Promise.resolve('ok');
       },
       { baseMs: 1, maxMs: 2 },
     );
@@ -23,9 +23,9 @@ describe('retry', () => {
     let calls = 0;
     await expect(
       retry(
-        async () => {
+        () => {
           calls++;
-          throw apiError(403);
+          return Promise.reject(apiError(403));
         },
         { baseMs: 1, maxMs: 2 },
       ),
@@ -37,8 +37,8 @@ describe('retry', () => {
     const seen: number[] = [];
     await expect(
       retry(
-        async (attempt) => {
-          throw apiError(500 + attempt);
+        (attempt) => {
+          return Promise.reject(apiError(500 + attempt));
         },
         { baseMs: 1, maxMs: 2, attempts: 3, onRetry: (_e, a) => seen.push(a) },
       ),
@@ -49,10 +49,10 @@ describe('retry', () => {
   it('starts the count over after an attempt that made progress', async () => {
     let calls = 0;
     const out = await retry(
-      async () => {
+      () => {
         calls++;
-        if (calls < 6) throw apiError(500);
-        return calls;
+        if (calls < 6) return Promise.reject(apiError(500));
+        return Promise.resolve(calls);
       },
       // Every other failed attempt got somewhere: never 3 failures in a row.
       { baseMs: 1, maxMs: 1, attempts: 3, progressed: () => calls % 2 === 0 },
@@ -60,8 +60,8 @@ describe('retry', () => {
     expect(out).toBe(6);
     await expect(
       retry(
-        async () => {
-          throw apiError(500);
+        () => {
+          return Promise.reject(apiError(500));
         },
         { baseMs: 1, maxMs: 1, attempts: 3, progressed: () => false },
       ),
@@ -70,12 +70,14 @@ describe('retry', () => {
 
   it('stops waiting when the signal aborts, with the error that made it wait', async () => {
     const ac = new AbortController();
-    setTimeout(() => ac.abort(), 20);
+    setTimeout(() => {
+      ac.abort();
+    }, 20);
     const started = Date.now();
     await expect(
       retry(
-        async () => {
-          throw apiError(500);
+        () => {
+          return Promise.reject(apiError(500));
         },
         { baseMs: 10_000, maxMs: 10_000, signal: ac.signal },
       ),
@@ -90,12 +92,12 @@ describe('retryOnConflict', () => {
     let version = 1;
     const started = Date.now();
     const written = await retryOnConflict(
-      async (attempt) => {
+      (attempt) => {
         reads.push(version);
         const seen = version;
         if (attempt < 2) version++; // another writer got in between
-        if (seen !== version) throw apiError(409);
-        return seen;
+        if (seen !== version) return Promise.reject(apiError(409));
+        return Promise.resolve(seen);
       },
       { attempts: 5 },
     );
@@ -108,9 +110,9 @@ describe('retryOnConflict', () => {
     let calls = 0;
     await expect(
       retryOnConflict(
-        async () => {
+        () => {
           calls++;
-          throw apiError(409);
+          return Promise.reject(apiError(409));
         },
         { attempts: 4 },
       ),
@@ -122,9 +124,9 @@ describe('retryOnConflict', () => {
     let calls = 0;
     await expect(
       retryOnConflict(
-        async () => {
+        () => {
           calls++;
-          throw apiError(503);
+          return Promise.reject(apiError(503));
         },
         { attempts: 4 },
       ),
@@ -136,8 +138,8 @@ describe('retryOnConflict', () => {
     const delays: number[] = [];
     await expect(
       retryOnConflict(
-        async () => {
-          throw apiError(409);
+        () => {
+          return Promise.reject(apiError(409));
         },
         { attempts: 3, baseMs: 10, maxMs: 20, onRetry: (_e, _a, d) => delays.push(d) },
       ),
@@ -152,10 +154,10 @@ describe('retryOnConflict', () => {
     let calls = 0;
     await expect(
       retryOnConflict(
-        async () => {
+        () => {
           calls++;
           ac.abort(new Error('stopped'));
-          throw apiError(409);
+          return Promise.reject(apiError(409));
         },
         { attempts: 10, signal: ac.signal },
       ),

@@ -1,7 +1,6 @@
 import type { V1Node } from '@kubernetes/client-node';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../shared/log.js';
-import { backoffMs } from '../../shared/duration.js';
+import { retry } from '../../shared/retry.js';
 import type { AgentMetrics } from '../health/metrics.js';
 import type { NodeApi } from '../kube/client.js';
 import type { Labels } from './compute.js';
@@ -183,52 +182,65 @@ export class NodeLabeler {
 
   /**
    * A list+watch of one object: GET (and reconcile) to get a resourceVersion, watch from there
-   * until the server ends the watch or it fails, then again, with backoff after failures.
-   * The GET after each watch is the periodic resync that catches anything a watch missed.
+   * until the server ends the watch or it fails, then again, with backoff after failures (reset
+   * by a watch that the server ended). The GET after each watch is the periodic resync that
+   * catches anything a watch missed.
    */
   private async watchLoop(): Promise<void> {
-    const { log, metrics, nodeName, api } = this.opts;
+    const { log, metrics, nodeName } = this.opts;
     const signal = this.stopSignal.signal;
-    const timeout = this.opts.watchTimeoutSeconds ?? 300;
-    let failures = 0;
     let first = true;
     while (!signal.aborted) {
-      if (!first) metrics.watchRestarts.inc();
-      first = false;
-      try {
-        const node = await this.readNode();
-        this.opts.onNode?.(node);
-        // Its failure is recorded in lastError; it must not count as a watch failure.
-        if (this.desired !== undefined) await this.enqueue('resync').catch(() => undefined);
-        this.watchHealthy = true;
-        const failure: { error?: Error } = {};
-        await api.watchNode(
-          nodeName,
-          node.metadata?.resourceVersion,
-          // Jitter keeps a fleet of agents from resyncing in lockstep.
-          Math.round(timeout * (0.8 + 0.4 * Math.random())),
-          (event) => {
-            if (event.type === 'ERROR') {
-              // 410 Gone and friends: the resourceVersion is too old; start over with a GET.
-              failure.error ??= new Error(`watch error: ${JSON.stringify(event.object)}`);
-            } else if (event.type === 'ADDED' || event.type === 'MODIFIED') {
-              this.opts.onNode?.(event.object);
-              this.enqueue('watch', event.object).catch(() => undefined);
-            }
-          },
+      await retry(
+        () => {
+          if (!first) metrics.watchRestarts.inc();
+          first = false;
+          return this.listWatch(signal);
+        },
+        {
+          baseMs: 500,
+          maxMs: 30_000,
+          // Any failure, a watch ERROR event too: the next GET starts over.
+          retryable: () => !this.stopped,
           signal,
-        );
-        this.watchHealthy = false;
-        if (failure.error !== undefined) throw failure.error;
-        failures = 0;
-      } catch (err) {
-        this.watchHealthy = false;
-        if (this.stopped) break;
-        const delay = backoffMs(failures++, { baseMs: 500, maxMs: 30_000 });
-        log.warn({ err: errorText(err), retryInMs: delay }, `watch on Node ${nodeName} failed`);
-        await sleep(delay, undefined, { signal }).catch(() => undefined);
-      }
+          onRetry: (err, _attempt, delay) => {
+            log.warn({ err: errorText(err), retryInMs: delay }, `watch on Node ${nodeName} failed`);
+          },
+        },
+      ).catch(() => undefined); // only a stop ends the retries, and the loop with them
     }
-    this.watchHealthy = false;
+  }
+
+  /** One GET (with a resync) and one watch from it, until the server ends the watch. */
+  private async listWatch(signal: AbortSignal): Promise<void> {
+    const { nodeName, api } = this.opts;
+    const timeout = this.opts.watchTimeoutSeconds ?? 300;
+    try {
+      const node = await this.readNode();
+      this.opts.onNode?.(node);
+      // Its failure is recorded in lastError; it must not count as a watch failure.
+      if (this.desired !== undefined) await this.enqueue('resync').catch(() => undefined);
+      this.watchHealthy = true;
+      const failure: { error?: Error } = {};
+      await api.watchNode(
+        nodeName,
+        node.metadata?.resourceVersion,
+        // Jitter keeps a fleet of agents from resyncing in lockstep.
+        Math.round(timeout * (0.8 + 0.4 * Math.random())),
+        (event) => {
+          if (event.type === 'ERROR') {
+            // 410 Gone and friends: the resourceVersion is too old; start over with a GET.
+            failure.error ??= new Error(`watch error: ${JSON.stringify(event.object)}`);
+          } else if (event.type === 'ADDED' || event.type === 'MODIFIED') {
+            this.opts.onNode?.(event.object);
+            this.enqueue('watch', event.object).catch(() => undefined);
+          }
+        },
+        signal,
+      );
+      if (failure.error !== undefined) throw failure.error;
+    } finally {
+      this.watchHealthy = false;
+    }
   }
 }

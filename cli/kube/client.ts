@@ -11,6 +11,7 @@ import {
   type V1PodDisruptionBudget,
 } from '@kubernetes/client-node';
 import { daemonSetRefs } from '../../coordinator/drain/filters.js';
+import { isNotFound, statusCode } from '../../shared/kube-errors.js';
 import { UsageError } from '../errors.js';
 import { nodeFacts, podsByNode, type NodeFacts } from './node-facts.js';
 
@@ -75,18 +76,22 @@ export function customObjects(kc: KubeConfig): CustomObjectsApi {
   return kc.makeApiClient(CustomObjectsApi);
 }
 
-/** A short description of a failed API call: status code and the server's message. */
+/**
+ * A short description of a failed API call: status code and the server's message, as the CLI
+ * words it ("HTTP 404: …"); the coordinator's wording is describeApiError's.
+ */
 export function apiErrorText(err: unknown): string {
-  const e = err as { code?: unknown; body?: unknown; message?: unknown };
-  if (typeof e.code === 'number') {
-    let detail = typeof e.body === 'string' ? e.body : '';
+  const code = statusCode(err);
+  if (code !== undefined) {
+    const body = (err as { body?: unknown }).body;
+    let detail = typeof body === 'string' ? body : '';
     try {
       const parsed = JSON.parse(detail) as { message?: unknown };
       if (typeof parsed.message === 'string') detail = parsed.message;
     } catch {
       // not JSON: keep the raw body
     }
-    return `HTTP ${e.code}${detail === '' ? '' : `: ${detail}`}`;
+    return `HTTP ${String(code)}${detail === '' ? '' : `: ${detail}`}`;
   }
   return err instanceof Error ? err.message : String(err);
 }
@@ -134,7 +139,7 @@ export async function fetchDrainFacts(
       try {
         await apps.readNamespacedDaemonSet(r);
       } catch (err) {
-        if ((err as { code?: unknown }).code === 404) missing.add(`${r.namespace}/${r.name}`);
+        if (isNotFound(err)) missing.add(`${r.namespace}/${r.name}`);
       }
     }),
   );

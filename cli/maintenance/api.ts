@@ -1,6 +1,5 @@
 // The CLI's reads and writes of one NodeMaintenance: read (checked against the schema), merge
 // patch, and a read-modify-write that is redone when someone else wrote in between.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import {
   GROUP,
@@ -10,8 +9,8 @@ import {
   validateNodeMaintenance,
   type NodeMaintenance,
 } from '../../shared/api/index.js';
-import { backoffMs } from '../../shared/duration.js';
-import { statusCode } from '../../coordinator/nodes/node-ops.js';
+import { isConflict, isNotFound } from '../../shared/kube-errors.js';
+import { retryOnConflict } from '../../shared/retry.js';
 import { apiErrorText, customObjects } from '../kube/client.js';
 
 const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -41,7 +40,7 @@ function checked(ref: MaintenanceRef, raw: unknown): NodeMaintenance {
 }
 
 function failed(ref: MaintenanceRef, doing: string, err: unknown): CommandFailed {
-  if (statusCode(err) === 404) return new CommandFailed(`${refText(ref)} not found`);
+  if (isNotFound(err)) return new CommandFailed(`${refText(ref)} not found`);
   return new CommandFailed(`${doing} ${refText(ref)}: ${apiErrorText(err)}`);
 }
 
@@ -57,7 +56,7 @@ export async function readMaintenance(ref: MaintenanceRef): Promise<NodeMaintena
     });
     return checked(ref, raw);
   } catch (err) {
-    if (statusCode(err) === 404) return undefined;
+    if (isNotFound(err)) return undefined;
     if (err instanceof CommandFailed) throw err;
     throw failed(ref, 'reading', err);
   }
@@ -114,7 +113,7 @@ export async function updateMaintenance<T>(
   ref: MaintenanceRef,
   decide: (m: NodeMaintenance) => { patch?: MaintenancePatch; result: T },
 ): Promise<{ result: T; after: NodeMaintenance }> {
-  for (let attempt = 0; ; attempt++) {
+  const once = async () => {
     const m = await mustRead(ref);
     const { patch, result } = decide(m);
     if (patch === undefined) return { result, after: m };
@@ -122,10 +121,14 @@ export async function updateMaintenance<T>(
     try {
       return { result, after: await rawPatch(ref, { ...patch, metadata }) };
     } catch (err) {
-      if (err instanceof CommandFailed) throw err;
-      if (statusCode(err) !== 409 || attempt + 1 >= MAX_CONFLICTS)
-        throw failed(ref, 'writing', err);
-      await sleep(backoffMs(attempt, { baseMs: 100, maxMs: 2_000 }));
+      // A lost race is decided again on a fresh read; anything else is the command's failure.
+      if (err instanceof CommandFailed || isConflict(err)) throw err;
+      throw failed(ref, 'writing', err);
     }
-  }
+  };
+  return retryOnConflict(once, { attempts: MAX_CONFLICTS, baseMs: 100, maxMs: 2_000 }).catch(
+    (err: unknown) => {
+      throw isConflict(err) ? failed(ref, 'writing', err) : err;
+    },
+  );
 }

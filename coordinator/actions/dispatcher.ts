@@ -93,10 +93,19 @@ export interface ActionDispatcher {
 /** Until the agent link exists: every node-local action waits, saying why. */
 export const noAgentLink: ActionDispatcher = {
   run: (req) =>
-    Promise.resolve({
-      kind: 'unavailable',
-      message: `no agent link for node ${req.node}: ${req.action.type} waits for its agent`,
-    }),
+    Promise.resolve(
+      req.signal.aborted
+        ? // Nothing without a link can have sent it: a cancel is confirmed at once.
+          {
+            kind: 'cancelled',
+            confirmed: true,
+            message: `no agent link: ${req.action.type} was never sent to ${req.node}`,
+          }
+        : {
+            kind: 'unavailable',
+            message: `no agent link for node ${req.node}: ${req.action.type} waits for its agent`,
+          },
+    ),
 };
 
 export const NODE_LOCAL_ACTIONS: ReadonlySet<Action['type']> = new Set([

@@ -1,6 +1,6 @@
 // Notify: a Slack-compatible webhook POST ({channel, text}). Retried; the caller records the
 // outcome (Event, condition) and moves on either way: a chat outage must not strand nodes.
-import { setTimeout as sleep } from 'node:timers/promises';
+import { retry } from '../../shared/retry.js';
 
 export interface NotifyMessage {
   readonly channel: string;
@@ -23,28 +23,48 @@ export interface WebhookOptions {
 export function webhookNotifier(opts: WebhookOptions): Notifier {
   const attempts = opts.attempts ?? 3;
   const timeoutMs = opts.timeoutMs ?? 5_000;
-  const backoffMs = opts.backoffMs ?? 500;
+  const baseMs = opts.backoffMs ?? 500;
   return {
     async send(msg, signal) {
-      if (opts.url === undefined) return { delivered: false, error: 'no webhook configured' };
-      let error = '';
-      for (let i = 0; i < attempts; i++) {
-        if (i > 0) await sleep(backoffMs * 2 ** (i - 1), undefined, { signal });
-        try {
-          const res = await fetch(opts.url, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ channel: msg.channel, text: msg.text }),
-            signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
-          });
-          if (res.ok) return { delivered: true };
-          error = `webhook answered HTTP ${res.status}`;
-        } catch (err) {
-          if (signal.aborted) throw err;
-          error = `webhook unreachable: ${err instanceof Error ? err.message : String(err)}`;
-        }
+      const url = opts.url;
+      if (url === undefined) return { delivered: false, error: 'no webhook configured' };
+      try {
+        // Any failure is worth another try (a chat outage passes); only our own stop is not.
+        await retry(
+          () => post(url, msg, AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])),
+          {
+            baseMs,
+            maxMs: 30_000,
+            attempts,
+            retryable: () => !signal.aborted,
+            signal,
+          },
+        );
+        return { delivered: true };
+      } catch (err) {
+        if (signal.aborted) throw err;
+        return {
+          delivered: false,
+          error: `${(err as Error).message} (after ${attempts} attempts)`,
+        };
       }
-      return { delivered: false, error: `${error} (after ${attempts} attempts)` };
     },
   };
+}
+
+/** One POST; throws what went wrong, in words for the Event. */
+async function post(url: string, msg: NotifyMessage, signal: AbortSignal): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ channel: msg.channel, text: msg.text }),
+      signal,
+    });
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(`webhook unreachable: ${why}`, { cause: err });
+  }
+  if (!res.ok) throw new Error(`webhook answered HTTP ${res.status}`);
 }

@@ -1,10 +1,10 @@
 // The drains of a NodeMaintenance's nodes: the first one (GPU pods, or every pod), and the one
 // before a Reboot or DeleteNode (the pods left), with progress into status.nodes[].drain. The
 // drain engine itself is coordinator/drain/, reached through DrainFn.
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { NodeStatus } from '../../shared/api/index.js';
-import { backoffMs, parseDuration } from '../../shared/duration.js';
+import { parseDuration } from '../../shared/duration.js';
 import type { Logger } from '../../shared/log.js';
+import { retry } from '../../shared/retry.js';
 import { setLongTimeout } from '../../shared/timers.js';
 import type { TaintSpec } from '../nodes/taints.js';
 import type { StepHost } from './action-steps.js';
@@ -166,17 +166,17 @@ export class DrainSteps {
    * The drain engine throws only when it cannot even list the node's pods (nothing evicted
    * yet): that is the API server being away, so try again instead of failing the node.
    */
-  async #drainWithRetry(...args: Parameters<DrainFn>): Promise<DrainOutcome> {
-    const signal = args[3];
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.host.deps.drain(...args);
-      } catch (err) {
-        if (signal.aborted) throw err;
+  #drainWithRetry(...args: Parameters<DrainFn>): Promise<DrainOutcome> {
+    return retry(() => this.host.deps.drain(...args), {
+      baseMs: 1_000,
+      maxMs: 30_000,
+      // Whatever it was: the node must not fail for an API server that is away for a while.
+      retryable: () => true,
+      signal: args[3],
+      onRetry: (err, attempt) => {
         this.log.warn({ err, node: args[0], attempt }, 'drain could not start; retrying');
-        await sleep(backoffMs(attempt, { baseMs: 1_000, maxMs: 30_000 }), undefined, { signal });
-      }
-    }
+      },
+    });
   }
 
   /**

@@ -8,10 +8,11 @@ import type { LimitFunction } from 'p-limit';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../shared/log.js';
 import { DOWNTIME_ANNOTATION } from '../../shared/maintenance-keys.js';
+import { isNotFound, isTransient } from '../../shared/kube-errors.js';
 import type { Notifier } from '../actions/notify.js';
 import type { EventRecorder } from '../events.js';
 import type { NodeCache } from '../nodes/node-cache.js';
-import { guardedNodeUpdate, isTransient, statusCode } from '../nodes/node-ops.js';
+import { guardedNodeUpdate } from '../nodes/node-ops.js';
 import { addTaints, sameTaint } from '../nodes/taints.js';
 import {
   decideFleet,
@@ -306,7 +307,7 @@ export class DowntimeWatch {
     try {
       return await guardedNodeUpdate(this.#core, this.opts.limit, name, change, known);
     } catch (err) {
-      if (statusCode(err) === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }

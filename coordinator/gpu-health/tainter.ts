@@ -8,10 +8,11 @@ import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../shared/log.js';
 import { DEGRADED_GPU_TAINT_ANNOTATION } from '../../shared/maintenance-keys.js';
 import { GPU_HEALTH_DETAIL_ANNOTATION } from '../../shared/labels.js';
+import { isNotFound, isTransient } from '../../shared/kube-errors.js';
 import type { EventRecorder } from '../events.js';
 import type { LabelPredicate } from '../downtime/selector.js';
 import type { NodeCache } from '../nodes/node-cache.js';
-import { guardedNodeUpdate, isTransient, statusCode } from '../nodes/node-ops.js';
+import { guardedNodeUpdate } from '../nodes/node-ops.js';
 import type { TaintSpec } from '../nodes/taints.js';
 import { decideGpuTaint, formatTaint, type GpuTaintChange } from './decide.js';
 
@@ -104,7 +105,7 @@ export class GpuHealthTainter {
       );
       if (written !== undefined && decided !== undefined) this.#done(written, decided);
     } catch (err) {
-      if (statusCode(err) === 404) return;
+      if (isNotFound(err)) return;
       // Anything else waits for the next tick; a refusal is logged louder than a blip.
       const level = isTransient(err) ? 'warn' : 'error';
       log[level]({ err, node: name }, 'degraded-GPU taint: could not update the node');

@@ -9,7 +9,9 @@
 // counts ready pods) would both stall. Why not a leader label on the pod: it needs `pods patch`,
 // which RBAC cannot limit to the coordinator's own pod; an EndpointSlice can be limited by name.
 import { DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node';
+import { isNotFound } from '../../shared/kube-errors.js';
 import type { Logger } from '../../shared/log.js';
+import { retry } from '../../shared/retry.js';
 
 /** The port's name in the Service and the slice: Kubernetes matches them by name. */
 export const AGENT_LINK_PORT_NAME = 'agent-link';
@@ -58,8 +60,6 @@ export function leaderEndpointSlice(e: LeaderEndpoint, resourceVersion?: string)
   };
 }
 
-const code = (err: unknown): number | undefined => (err as { code?: number }).code;
-
 /** Creates or replaces the leader's slice (get + create/replace: RBAC names the one slice). */
 export async function publishLeaderEndpoint(kc: KubeConfig, e: LeaderEndpoint): Promise<void> {
   const api = kc.makeApiClient(DiscoveryV1Api);
@@ -67,7 +67,7 @@ export async function publishLeaderEndpoint(kc: KubeConfig, e: LeaderEndpoint): 
   const current = await api
     .readNamespacedEndpointSlice({ name, namespace: e.namespace })
     .catch((err: unknown) => {
-      if (code(err) === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     });
   if (current === undefined) {
@@ -87,6 +87,7 @@ export async function publishLeaderEndpoint(kc: KubeConfig, e: LeaderEndpoint): 
 /**
  * Keeps trying until the slice is written or `signal` aborts: without it no agent reaches
  * this leader, but the rest of the coordinator (drains, status) works and must not wait.
+ * Every error is tried again, a refusal too: RBAC fixed by hand must not need a restart.
  */
 export async function publishUntilDone(
   kc: KubeConfig,
@@ -95,20 +96,24 @@ export async function publishUntilDone(
   signal: AbortSignal,
   retryMs = 2_000,
 ): Promise<void> {
-  for (let attempt = 1; !signal.aborted; attempt++) {
-    try {
-      await publishLeaderEndpoint(kc, e);
-      log.info(
-        { slice: leaderSliceName(e.service), address: e.podIP, port: e.port },
-        'agent link Service points at this leader',
-      );
-      return;
-    } catch (err) {
-      log.warn(
-        { err: (err as Error).message, attempt },
-        'could not point the agent link Service at this leader; retrying',
-      );
-      await new Promise((r) => setTimeout(r, retryMs));
-    }
+  try {
+    await retry(() => publishLeaderEndpoint(kc, e), {
+      baseMs: retryMs,
+      maxMs: retryMs,
+      retryable: () => true,
+      signal,
+      onRetry: (err, attempt) => {
+        log.warn(
+          { err: (err as Error).message, attempt: attempt + 1 },
+          'could not point the agent link Service at this leader; retrying',
+        );
+      },
+    });
+  } catch {
+    return; // only the signal ends the attempts: leadership or the process is ending
   }
+  log.info(
+    { slice: leaderSliceName(e.service), address: e.podIP, port: e.port },
+    'agent link Service points at this leader',
+  );
 }

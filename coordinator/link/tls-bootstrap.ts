@@ -7,6 +7,8 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { CoreV1Api, V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { generateCa, generateServingCert, type KeyPair } from '../../shared/certs.js';
+import { isConflict, isNotFound } from '../../shared/kube-errors.js';
+import { retryOnConflict } from '../../shared/retry.js';
 
 export interface ObjectRef {
   readonly namespace: string;
@@ -63,14 +65,23 @@ type Api = Pick<
   | 'replaceNamespacedConfigMap'
 >;
 
-const code = (err: unknown) => (err as { code?: number }).code;
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string | undefined) =>
   s === undefined ? undefined : Buffer.from(s, 'base64').toString('utf8');
 
+/** Tries per read-modify-write; a replica that lost a race (409) re-reads what won. */
+const MAX_ATTEMPTS = 5;
+
+/** For a catch: the last of too many conflicts said as such, any other error as it is. */
+const conflictsAs =
+  (what: string) =>
+  (err: unknown): never => {
+    throw isConflict(err) ? new Error(`${what}: kept conflicting`, { cause: err }) : err;
+  };
+
 async function readOrUndefined<T>(call: Promise<T>): Promise<T | undefined> {
   return call.catch((err: unknown) => {
-    if (code(err) === 404) return undefined;
+    if (isNotFound(err)) return undefined;
     throw err;
   });
 }
@@ -148,59 +159,51 @@ function secretBody(
 export async function ensureLinkTls(api: Api, opts: LinkTlsOptions): Promise<LinkTlsMaterial> {
   const now = (opts.now ?? Date.now)();
   const { namespace, name } = opts.secret;
-  let material: LinkTlsMaterial | undefined;
-  for (let attempt = 0; material === undefined; attempt++) {
-    if (attempt === 5) throw new Error(`Secret ${namespace}/${name}: kept conflicting`);
-    const secret = await readOrUndefined(api.readNamespacedSecret({ namespace, name }));
-    if (secret === undefined) {
-      const issued = await issue(opts.hosts, undefined, now);
-      try {
-        await api.createNamespacedSecret({ namespace, body: secretBody(opts.secret, issued) });
-        opts.log.info({ secret: `${namespace}/${name}` }, 'created the agent link TLS Secret');
-        material = issued.material;
-      } catch (err) {
-        if (code(err) !== 409) throw err;
-      }
-      continue;
-    }
-    const stored = inspect(secret, now);
-    if (typeof stored !== 'string') {
-      material = stored.material;
-      continue;
-    }
-    if (secret.metadata?.annotations?.[CERT_MANAGER_ANNOTATION] !== undefined) {
-      // Not ours to rewrite: cert-manager would fight over it. It renews before expiry.
-      throw new Error(`Secret ${namespace}/${name} (cert-manager) cannot serve: ${stored}`);
-    }
-    const oldCa = unb64(secret.data?.['ca.crt']);
-    const oldCaKey = unb64(secret.data?.['ca.key']);
-    const ca =
-      oldCa !== undefined && oldCaKey !== undefined ? { cert: oldCa, key: oldCaKey } : undefined;
-    const issued = await issue(opts.hosts, ca, now);
-    try {
-      await api.replaceNamespacedSecret({
-        namespace,
-        name,
-        body: secretBody(opts.secret, issued, secret.metadata?.resourceVersion),
-      });
-      opts.log.info(
-        { secret: `${namespace}/${name}`, reason: stored, newCa: issued.caKey !== oldCaKey },
-        'renewed the agent link TLS Secret',
-      );
-      material = issued.material;
-    } catch (err) {
-      if (code(err) !== 409) throw err;
-    }
-  }
+  const material = await retryOnConflict(() => ensureSecret(api, opts, now), {
+    attempts: MAX_ATTEMPTS,
+  }).catch(conflictsAs(`Secret ${namespace}/${name}`));
   if (opts.caConfigMap !== undefined)
     await publishCa(api, opts.caConfigMap, material.caCert, opts.log);
   return material;
 }
 
+/** One read of the Secret and, if it cannot serve, one create or replace (409: lost a race). */
+async function ensureSecret(api: Api, opts: LinkTlsOptions, now: number): Promise<LinkTlsMaterial> {
+  const { namespace, name } = opts.secret;
+  const secret = await readOrUndefined(api.readNamespacedSecret({ namespace, name }));
+  if (secret === undefined) {
+    const issued = await issue(opts.hosts, undefined, now);
+    await api.createNamespacedSecret({ namespace, body: secretBody(opts.secret, issued) });
+    opts.log.info({ secret: `${namespace}/${name}` }, 'created the agent link TLS Secret');
+    return issued.material;
+  }
+  const stored = inspect(secret, now);
+  if (typeof stored !== 'string') return stored.material;
+  if (secret.metadata?.annotations?.[CERT_MANAGER_ANNOTATION] !== undefined) {
+    // Not ours to rewrite: cert-manager would fight over it. It renews before expiry.
+    throw new Error(`Secret ${namespace}/${name} (cert-manager) cannot serve: ${stored}`);
+  }
+  const oldCa = unb64(secret.data?.['ca.crt']);
+  const oldCaKey = unb64(secret.data?.['ca.key']);
+  const ca =
+    oldCa !== undefined && oldCaKey !== undefined ? { cert: oldCa, key: oldCaKey } : undefined;
+  const issued = await issue(opts.hosts, ca, now);
+  await api.replaceNamespacedSecret({
+    namespace,
+    name,
+    body: secretBody(opts.secret, issued, secret.metadata?.resourceVersion),
+  });
+  opts.log.info(
+    { secret: `${namespace}/${name}`, reason: stored, newCa: issued.caKey !== oldCaKey },
+    'renewed the agent link TLS Secret',
+  );
+  return issued.material;
+}
+
 /** Creates or updates the ConfigMap's ca.crt (what the agents trust), when it differs. */
 async function publishCa(api: Api, ref: ObjectRef, caCert: string, log: Logger): Promise<void> {
   const { namespace, name } = ref;
-  for (let attempt = 0; attempt < 5; attempt++) {
+  const once = async (): Promise<void> => {
     const cm = await readOrUndefined(api.readNamespacedConfigMap({ namespace, name }));
     if (cm?.data?.['ca.crt'] === caCert) return;
     const body: V1ConfigMap = {
@@ -214,14 +217,11 @@ async function publishCa(api: Api, ref: ObjectRef, caCert: string, log: Logger):
       },
       data: { ...(cm?.data ?? {}), 'ca.crt': caCert },
     };
-    try {
-      if (cm === undefined) await api.createNamespacedConfigMap({ namespace, body });
-      else await api.replaceNamespacedConfigMap({ namespace, name, body });
-      log.info({ configMap: `${namespace}/${name}` }, 'published the agent link CA');
-      return;
-    } catch (err) {
-      if (code(err) !== 409) throw err;
-    }
-  }
-  throw new Error(`ConfigMap ${namespace}/${name}: kept conflicting`);
+    if (cm === undefined) await api.createNamespacedConfigMap({ namespace, body });
+    else await api.replaceNamespacedConfigMap({ namespace, name, body });
+    log.info({ configMap: `${namespace}/${name}` }, 'published the agent link CA');
+  };
+  await retryOnConflict(once, { attempts: MAX_ATTEMPTS }).catch(
+    conflictsAs(`ConfigMap ${namespace}/${name}`),
+  );
 }

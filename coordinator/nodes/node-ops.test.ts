@@ -1,26 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CoreV1Api, V1Node } from '@kubernetes/client-node';
-import { guardedNodeUpdate, isTransient } from './node-ops.js';
-
-describe('isTransient', () => {
-  it('retries what the API server may answer differently next time', () => {
-    for (const code of [409, 429, 500, 503, 504]) expect(isTransient({ code })).toBe(true);
-  });
-  it('does not retry refusals', () => {
-    for (const code of [400, 401, 403, 404, 422]) expect(isTransient({ code })).toBe(false);
-  });
-  it('retries connections that failed', () => {
-    expect(isTransient(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))).toBe(true);
-    const cut = Object.assign(new Error('Premature close'), { name: 'FetchError' });
-    expect(isTransient(cut)).toBe(true);
-    const timedOut = Object.assign(new Error('The operation was aborted.'), { name: 'AbortError' });
-    expect(isTransient(timedOut)).toBe(true);
-  });
-  it('does not retry bugs', () => {
-    expect(isTransient(new TypeError('x is undefined'))).toBe(false);
-    expect(isTransient(new Error('Notify action without notify body'))).toBe(false);
-  });
-});
+import { guardedNodeUpdate } from './node-ops.js';
 
 /**
  * An API server's Node endpoint in memory: a resourceVersion per write, a 409 for a stale one,
@@ -90,11 +70,29 @@ describe('guardedNodeUpdate', () => {
   });
 
   it('gives up after repeated conflicts rather than spinning', async () => {
+    let writes = 0;
     const server = nodeServer((n) => {
+      writes++;
       n.metadata = Object.assign(n.metadata ?? {}, { resourceVersion: String(Math.random()) });
     });
     await expect(
       guardedNodeUpdate(server.core, direct, 'n', () => ({ spec: { unschedulable: true } })),
     ).rejects.toMatchObject({ code: 409 });
+    expect(writes).toBe(11); // the first write and ten redone
+  });
+
+  it('does not redo a refusal', async () => {
+    let reads = 0;
+    const api = {
+      readNode: () => {
+        reads++;
+        return Promise.resolve({ metadata: { name: 'n', resourceVersion: '1' } });
+      },
+      patchNode: () => Promise.reject(Object.assign(new Error('forbidden'), { code: 403 })),
+    };
+    await expect(
+      guardedNodeUpdate(api as unknown as CoreV1Api, direct, 'n', () => ({ spec: {} })),
+    ).rejects.toMatchObject({ code: 403 });
+    expect(reads).toBe(1);
   });
 });

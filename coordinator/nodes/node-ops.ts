@@ -10,7 +10,8 @@ import {
   type V1Taint,
 } from '@kubernetes/client-node';
 import type { LimitFunction } from 'p-limit';
-import { isTransient, statusCode } from '../../shared/kube-errors.js';
+import { isNotFound } from '../../shared/kube-errors.js';
+import { retryOnConflict } from '../../shared/retry.js';
 import {
   CLAIM_ANNOTATION,
   LEFT_BY_ANNOTATION,
@@ -28,10 +29,8 @@ import {
 import { addTaints, removeOurTaints, taintsEqual, type TaintSpec } from './taints.js';
 
 const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+/** Conflicts redone before giving up: the first write and up to this many more. */
 const MAX_CONFLICTS = 10;
-
-// Re-exported for the callers that import them from here (one classifier: shared/kube-errors).
-export { isTransient, statusCode };
 
 /** Thrown by enter() when another maintenance holds the node: nothing was changed. */
 export class ClaimedElsewhereError extends Error {
@@ -105,13 +104,13 @@ export async function guardedNodeUpdate(
   change: (node: V1Node) => Record<string, unknown> | undefined,
   known?: V1Node,
 ): Promise<V1Node | undefined> {
-  for (let i = 0; ; i++) {
-    let node = i === 0 ? known : undefined;
+  const once = async (attempt: number): Promise<V1Node | undefined> => {
+    let node = attempt === 0 ? known : undefined;
     if (node === undefined) {
       try {
         node = await limit(() => core.readNode({ name }));
       } catch (err) {
-        if (statusCode(err) === 404) return undefined;
+        if (isNotFound(err)) return undefined;
         throw err;
       }
     }
@@ -122,12 +121,9 @@ export async function guardedNodeUpdate(
       ...patch,
       metadata: { ...metadata, resourceVersion: node.metadata?.resourceVersion },
     };
-    try {
-      return await limit(() => core.patchNode({ name, body }, MERGE));
-    } catch (err) {
-      if (statusCode(err) !== 409 || i >= MAX_CONFLICTS) throw err;
-    }
-  }
+    return await limit(() => core.patchNode({ name, body }, MERGE));
+  };
+  return retryOnConflict(once, { attempts: MAX_CONFLICTS + 1 });
 }
 
 /**
@@ -141,7 +137,7 @@ export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction): NodeOps {
     try {
       return await limit(() => core.readNode({ name }));
     } catch (err) {
-      if (statusCode(err) === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   };
@@ -247,7 +243,7 @@ export function kubeNodeOps(kc: KubeConfig, limit: LimitFunction): NodeOps {
       try {
         await limit(() => core.deleteNode({ name }));
       } catch (err) {
-        if (statusCode(err) !== 404) throw err;
+        if (!isNotFound(err)) throw err;
       }
     },
   };
