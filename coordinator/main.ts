@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // noma coordinator: watches NodeMaintenance resources and takes nodes through maintenance.
+import { isNotFound } from '../shared/kube-errors.js';
 import { AuthenticationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SharedAgentKubeConfig } from './kube-config.js';
 import { access, readFile } from 'node:fs/promises';
@@ -187,7 +188,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
             (await auth.createTokenReview({ body: { spec: { token: t, audiences } } })).status,
           readPod: (namespace, name) =>
             core.readNamespacedPod({ namespace, name }).catch((err: unknown) => {
-              if ((err as { code?: number }).code === 404) return undefined;
+              if (isNotFound(err)) return undefined;
               throw err;
             }),
         }),

@@ -1,6 +1,7 @@
 // The I/O half of the drain: list the node's pods, decide with the pure filters, evict with
 // bounded concurrency (429 → backoff, the blocking PDB named in progress), and learn that pods
 // are gone from ONE watch on the node's pods, never by polling each pod as kubectl does.
+import { isConflict, isNotFound, statusCode } from '../../shared/kube-errors.js';
 import {
   AppsV1Api,
   CoreV1Api,
@@ -160,10 +161,10 @@ interface HttpError {
   headers?: Record<string, string>;
 }
 
+/** The eviction answer's code, body and headers (Retry-After); the code as kube-errors reads it. */
 function httpError(err: unknown): HttpError | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code !== 'number') return undefined;
+  const code = statusCode(err);
+  if (code === undefined) return undefined;
   const headers = (err as { headers?: unknown }).headers;
   return {
     code,
@@ -518,9 +519,8 @@ class NodeDrain {
             this.#deps.observe?.('force-deleted');
             this.#unblock(t);
           } catch (err) {
-            const http = httpError(err);
             // 404: gone already; 409: UID precondition failed, i.e. replaced, so ours is gone.
-            if (http?.code === 404 || http?.code === 409) this.#markGone(t);
+            if (isNotFound(err) || isConflict(err)) this.#markGone(t);
             else errors.push(`${t.key}: ${errMessage(err)}`);
           }
         }),
@@ -584,7 +584,7 @@ class NodeDrain {
         } catch (err) {
           // Only a definite 404 counts as missing; on any other error assume it exists, which
           // leaves the pod in place rather than evicting something that will come back.
-          if (httpError(err)?.code === 404) missing.add(`${r.namespace}/${r.name}`);
+          if (isNotFound(err)) missing.add(`${r.namespace}/${r.name}`);
         }
       }),
     );
@@ -706,7 +706,7 @@ class NodeDrain {
       const node = await this.#core.readNode({ name: this.#node });
       this.#nodeReady = isNodeReady(node);
     } catch (err) {
-      if (httpError(err)?.code === 404) this.#nodeReady = false;
+      if (isNotFound(err)) this.#nodeReady = false;
       else this.#log.warn({ err: errMessage(err) }, 'reading the node failed');
     }
   }
