@@ -101,6 +101,14 @@ export class AgentLink {
         this.send('action.progress', p);
       },
     });
+    for (const u of ledger.unreadableFiles()) {
+      this.opts.log.error(
+        { file: u.file, err: u.reason },
+        'ledger record unreadable; its action is refused',
+      );
+    }
+    // Actions a previous agent started still run: follow them before the coordinator asks.
+    await this.runner.resume();
     this.connect();
   }
 

@@ -1,14 +1,33 @@
-// Where node-local actions run. Production enters the host's namespaces through PID 1 (the
-// DaemonSet runs with hostPID); the sandbox and tests run them as local processes in a per-node
-// work dir. The agent's action logic is the same for both.
+// Where node-local actions run. An action is started so that it outlives the agent: as a
+// transient systemd unit where the host runs systemd, else as a process in a session of its own,
+// detached from the agent, with its output and its exit code in files. The agent only records
+// how to find it again (a unit name, or a pid and its start time) and watches it; a restarted
+// agent finds it again the same way (runner.ts). Production enters the host's namespaces through
+// a target pid (1; the DaemonSet runs with hostPID); the sandbox and tests run actions as local
+// processes in a per-node work dir. The agent's action logic is the same for both.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
-import { setLongTimeout } from '../../shared/timers.js';
+import {
+  actionEnv,
+  HOST_PATH,
+  nsenterArgv,
+  parseSystemctlShow,
+  systemctlKillArgv,
+  systemctlShowArgv,
+  systemdRunArgv,
+  unitName,
+  wrapperArgv,
+  type UnitState,
+} from './host-command.js';
+import { isAlive, readStat } from './procs.js';
 
+/** How an action's main process ended, as describeExit (runner.ts) reads it. */
 export interface ExecResult {
-  /** null when the process was killed by a signal. */
+  /** null when the process was killed by a signal, or no exit code was recorded. */
   readonly exitCode: number | null;
   readonly signal: string | null;
   readonly timedOut: boolean;
@@ -17,12 +36,41 @@ export interface ExecResult {
   readonly spawnError?: string;
 }
 
-export interface ExecRequest {
-  readonly argv: readonly string[];
-  readonly timeoutMs: number;
-  readonly signal: AbortSignal;
-  readonly onOutput: (chunk: string) => void;
+/** How a started action is found again, by this agent or the next: recorded in the ledger. */
+export interface UnitHandle {
+  readonly unit: string;
 }
+export interface PidHandle {
+  readonly pid: number;
+  /** /proc/<pid>/stat starttime: a pid reused by another process does not match. */
+  readonly startTime: number;
+}
+export type ProcessHandle = UnitHandle | PidHandle;
+
+/** An action's files, as the agent sees them (under workDir). */
+export interface ActionFiles {
+  readonly dir: string;
+  readonly output: string;
+  readonly exit: string;
+}
+
+export interface LaunchRequest {
+  readonly id: string;
+  /** The ledger's key of the ID (a hash): names the unit. */
+  readonly key: string;
+  readonly argv: readonly string[];
+  readonly files: ActionFiles;
+  /**
+   * Records the handle durably (the ledger). The program runs only once this resolved; if it
+   * throws, the program is not run and the error propagates.
+   */
+  readonly record: (handle: ProcessHandle) => Promise<void>;
+}
+
+export type LaunchResult = { ok: true; handle: ProcessHandle } | { ok: false; error: string };
+
+/** What a probe finds: running, or ended (with what systemd still knows of the end, if any). */
+export type Probe = UnitState;
 
 export interface HostExecutor {
   readonly kind: 'local' | 'host';
@@ -30,85 +78,83 @@ export interface HostExecutor {
   readonly workDir: string;
   /** How a path under workDir is seen by the executed program. */
   programPath(path: string): string;
-  exec(req: ExecRequest): Promise<ExecResult>;
+  launch(req: LaunchRequest): Promise<LaunchResult>;
+  /** Whether the action's main process still runs. Throws when that cannot be known now. */
+  probe(handle: ProcessHandle): Promise<Probe>;
+  /** Signals everything the handle names (the process group, or the unit's cgroup). */
+  kill(handle: ProcessHandle, sig: NodeJS.Signals): Promise<void>;
   /** Starts a reboot of the node; production never gets to see it resolve for long. */
   reboot(): Promise<void>;
   /** The current boot of the node. */
   bootID(): Promise<string>;
 }
 
-const KILL_GRACE_MS = 5_000;
-
-/** Kills the whole process group: a script's children must not outlive a cancel. */
-function killGroup(pid: number | undefined, sig: NodeJS.Signals): void {
-  if (pid === undefined) return;
+/**
+ * Starts `argv` (already wrapped, see host-command.ts) in a session of its own with its output
+ * to the output file, gated on the wrapper's stdin: the handle is recorded before the program is
+ * let go, and a dead agent's closed pipe stops it from ever running.
+ */
+async function launchDetached(
+  argv: readonly string[],
+  cwd: string,
+  env: Record<string, string>,
+  req: LaunchRequest,
+  procRoot: string,
+): Promise<LaunchResult> {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error('empty command');
+  const out = await open(req.files.output, 'a', 0o600);
+  let child;
+  let spawned: Promise<Error | undefined>;
   try {
-    process.kill(-pid, sig);
+    // detached: setsid, so the agent's death (and its process group's) does not reach it.
+    child = spawn(file, args, { cwd, env, detached: true, stdio: ['pipe', out.fd, out.fd] });
+    const c = child;
+    // Listened to at once: 'spawn' is emitted on the next tick.
+    spawned = new Promise((resolve) => {
+      c.once('spawn', () => {
+        resolve(undefined);
+      });
+      c.once('error', resolve);
+    });
+  } finally {
+    await out.close();
+  }
+  const started = await spawned;
+  if (started !== undefined || child.pid === undefined) {
+    return { ok: false, error: started?.message ?? 'no pid' };
+  }
+  child.on('error', () => undefined);
+  child.stdin?.on('error', () => undefined); // EPIPE when it exited before `go`
+  child.unref();
+  const stat = await readStat(child.pid, procRoot);
+  if (stat === undefined) {
+    child.stdin?.end();
+    return { ok: false, error: 'the action process exited before it could be started' };
+  }
+  const handle = { pid: child.pid, startTime: stat.startTime };
+  try {
+    await req.record(handle);
+  } catch (err) {
+    child.stdin?.end(); // EOF: the wrapper exits without running anything
+    throw err;
+  }
+  child.stdin?.end('go\n');
+  return { ok: true, handle };
+}
+
+/** Signals the process group led by the recorded process, unless that pid is someone else now. */
+async function killGroup(handle: PidHandle, sig: NodeJS.Signals, procRoot: string): Promise<void> {
+  if (!(await isAlive(handle.pid, handle.startTime, procRoot))) return;
+  try {
+    process.kill(-handle.pid, sig);
   } catch {
     // already gone
   }
 }
 
-async function execGroup(
-  argv: readonly string[],
-  cwd: string,
-  req: ExecRequest,
-): Promise<ExecResult> {
-  const [file, ...args] = argv;
-  if (file === undefined) throw new Error('empty command');
-  // detached: its own process group, so timeout and cancel reach every descendant.
-  const child = execa(file, args, {
-    cwd,
-    detached: true,
-    reject: false,
-    buffer: false,
-    stdin: 'ignore',
-    all: true,
-    env: { NOMA_ACTION: '1' },
-    extendEnv: true,
-  });
-  let timedOut = false;
-  let cancelled = false;
-  const stop = (why: 'timeout' | 'cancel'): void => {
-    if (why === 'timeout') timedOut = true;
-    else cancelled = true;
-    killGroup(child.pid, 'SIGTERM');
-    setTimeout(() => {
-      killGroup(child.pid, 'SIGKILL');
-    }, KILL_GRACE_MS).unref();
-  };
-  // An action's timeout may be up to 720h: past what Node's setTimeout can wait.
-  const timer = setLongTimeout(() => {
-    stop('timeout');
-  }, req.timeoutMs);
-  const onAbort = (): void => {
-    stop('cancel');
-  };
-  if (req.signal.aborted) onAbort();
-  else req.signal.addEventListener('abort', onAbort, { once: true });
-  child.all.setEncoding('utf8');
-  child.all.on('data', (chunk: string) => {
-    req.onOutput(chunk);
-  });
-  try {
-    const result = await child;
-    // The leader is gone; anything it left in its group goes too.
-    killGroup(child.pid, 'SIGKILL');
-    const spawnError =
-      result.failed && result.exitCode === undefined && result.signal === undefined
-        ? (result.originalMessage ?? result.shortMessage)
-        : undefined;
-    return {
-      exitCode: result.exitCode ?? null,
-      signal: result.signal ?? null,
-      timedOut,
-      cancelled,
-      ...(spawnError === undefined ? {} : { spawnError }),
-    };
-  } finally {
-    timer.clear();
-    req.signal.removeEventListener('abort', onAbort);
-  }
+function isUnit(h: ProcessHandle): h is UnitHandle {
+  return 'unit' in h;
 }
 
 /**
@@ -127,15 +173,28 @@ export class LocalExecutor implements HostExecutor {
     private readonly bootIdFile: string,
     /** Created to ask the simulated machine for a reboot; undefined: Reboot fails. */
     private readonly rebootRequestFile: string | undefined,
+    private readonly procRoot = '/proc',
   ) {}
 
   programPath(path: string): string {
     return path;
   }
 
-  async exec(req: ExecRequest): Promise<ExecResult> {
+  async launch(req: LaunchRequest): Promise<LaunchResult> {
     await mkdir(this.workDir, { recursive: true });
-    return execGroup(req.argv, this.workDir, req);
+    // The agent's PATH: a sandbox's tools are where its user has them.
+    const env = actionEnv(req.id, process.env['PATH'] ?? HOST_PATH);
+    const argv = wrapperArgv(req.argv, { exit: req.files.exit, output: req.files.output }, true);
+    return launchDetached(argv, this.workDir, env, req, this.procRoot);
+  }
+
+  async probe(handle: ProcessHandle): Promise<Probe> {
+    if (isUnit(handle)) throw new Error('the local executor runs no units');
+    return { active: await isAlive(handle.pid, handle.startTime, this.procRoot) };
+  }
+
+  async kill(handle: ProcessHandle, sig: NodeJS.Signals): Promise<void> {
+    if (!isUnit(handle)) await killGroup(handle, sig, this.procRoot);
   }
 
   async bootID(): Promise<string> {
@@ -157,24 +216,45 @@ export class LocalExecutor implements HostExecutor {
     }
     await mkdir(dirname(this.rebootRequestFile), { recursive: true });
     // Written under another name and renamed: a watcher never sees a half-written request.
-    const tmp = `${this.rebootRequestFile}.${process.pid}.tmp`;
+    const tmp = `${this.rebootRequestFile}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
     await writeFile(tmp, `${await this.bootID()}\n`);
     await rename(tmp, this.rebootRequestFile);
   }
 }
 
+export interface NsenterOptions {
+  /** Whose namespaces are the host's: 1 in production; a test's own "host" in tests. */
+  readonly targetPid?: number;
+  /** 'auto': systemd-run when the target's root has /run/systemd/system (sd_booted()). */
+  readonly systemd?: 'auto' | boolean;
+  readonly procRoot?: string;
+}
+
 /**
  * Production: programs run in the host's mount, UTS, IPC, network and PID namespaces by
- * entering those of PID 1. `hostWorkDir` is where workDir (a hostPath) is on the host.
+ * entering those of the target pid. `hostWorkDir` is where workDir (a hostPath) is on the host.
  */
 export class NsenterExecutor implements HostExecutor {
   readonly kind = 'host' as const;
+  private readonly targetPid: number;
+  private readonly procRoot: string;
+  private readonly systemd: boolean;
 
   constructor(
     readonly workDir: string,
     private readonly hostWorkDir: string,
     private readonly bootIdFile = '/proc/sys/kernel/random/boot_id',
-  ) {}
+    opts: NsenterOptions = {},
+  ) {
+    this.targetPid = opts.targetPid ?? 1;
+    this.procRoot = opts.procRoot ?? '/proc';
+    const mode = opts.systemd ?? 'auto';
+    this.systemd = mode === 'auto' ? hostRunsSystemd(this.procRoot, this.targetPid) : mode;
+  }
+
+  get usesSystemd(): boolean {
+    return this.systemd;
+  }
 
   programPath(path: string): string {
     return path.startsWith(this.workDir)
@@ -182,25 +262,66 @@ export class NsenterExecutor implements HostExecutor {
       : path;
   }
 
-  private argv(argv: readonly string[]): string[] {
-    return [
-      'nsenter',
-      '--target',
-      '1',
-      '--mount',
-      '--uts',
-      '--ipc',
-      '--net',
-      '--pid',
-      '--',
-      ...argv,
-    ];
+  private host(argv: readonly string[]): string[] {
+    return nsenterArgv(this.targetPid, argv);
   }
 
-  async exec(req: ExecRequest): Promise<ExecResult> {
+  async launch(req: LaunchRequest): Promise<LaunchResult> {
     await mkdir(this.workDir, { recursive: true });
-    // cwd is the agent's; the program sees the host's root after entering its mount namespace.
-    return execGroup(this.argv(req.argv), '/', req);
+    const env = actionEnv(req.id, HOST_PATH);
+    const paths = {
+      exit: this.programPath(req.files.exit),
+      output: this.programPath(req.files.output),
+    };
+    if (!this.systemd) {
+      // cwd: entering the mount namespace puts the program at the host's root anyway.
+      return launchDetached(
+        this.host(wrapperArgv(req.argv, paths, true)),
+        '/',
+        env,
+        req,
+        this.procRoot,
+      );
+    }
+    const handle = { unit: unitName(req.key) };
+    await req.record(handle);
+    const argv = wrapperArgv(req.argv, paths, false);
+    const r = await this.run(systemdRunArgv({ unit: handle.unit, id: req.id, env, argv }));
+    // Timed out or killed: whether the unit started is unknown; the probe will tell.
+    if (r.exitCode === 0 || r.exitCode === undefined) return { ok: true, handle };
+    return { ok: false, error: `systemd-run: exit ${r.exitCode}: ${r.output.slice(-1024)}` };
+  }
+
+  private async run(argv: readonly string[]): Promise<{ exitCode?: number; output: string }> {
+    const cmd = this.host(argv);
+    const r = await execa(cmd[0] ?? 'nsenter', cmd.slice(1), {
+      reject: false,
+      all: true,
+      stdin: 'ignore',
+      timeout: 60_000,
+      env: { PATH: process.env['PATH'] ?? HOST_PATH, LANG: 'C.UTF-8' },
+      extendEnv: false,
+    });
+    const spawnFailed = r.failed && r.exitCode === undefined && r.signal === undefined;
+    if (spawnFailed) throw new Error(r.originalMessage ?? r.shortMessage);
+    return { ...(r.exitCode === undefined ? {} : { exitCode: r.exitCode }), output: r.all };
+  }
+
+  async probe(handle: ProcessHandle): Promise<Probe> {
+    if (!isUnit(handle)) {
+      return { active: await isAlive(handle.pid, handle.startTime, this.procRoot) };
+    }
+    const r = await this.run(systemctlShowArgv(handle.unit));
+    if (r.exitCode !== 0) throw new Error(`systemctl show: ${r.output.slice(-512)}`);
+    return parseSystemctlShow(r.output);
+  }
+
+  async kill(handle: ProcessHandle, sig: NodeJS.Signals): Promise<void> {
+    if (!isUnit(handle)) {
+      await killGroup(handle, sig, this.procRoot);
+      return;
+    }
+    await this.run(systemctlKillArgv(handle.unit, sig)); // fails once the unit is gone: fine
   }
 
   async bootID(): Promise<string> {
@@ -208,16 +329,16 @@ export class NsenterExecutor implements HostExecutor {
   }
 
   async reboot(): Promise<void> {
-    const result = await execGroup(this.argv(['systemctl', 'reboot']), '/', {
-      argv: [],
-      timeoutMs: 60_000,
-      signal: new AbortController().signal,
-      onOutput: () => undefined,
-    });
-    if (result.exitCode !== 0) {
+    const r = await this.run(['systemctl', 'reboot']);
+    if (r.exitCode !== 0) {
       throw new Error(
-        `systemctl reboot failed: ${result.spawnError ?? `exit ${String(result.exitCode)}`}`,
+        `systemctl reboot failed: exit ${String(r.exitCode)}: ${r.output.slice(-512)}`,
       );
     }
   }
+}
+
+/** sd_booted(): the target's root has /run/systemd/system. */
+export function hostRunsSystemd(procRoot: string, targetPid: number): boolean {
+  return existsSync(join(procRoot, String(targetPid), 'root', 'run', 'systemd', 'system'));
 }
