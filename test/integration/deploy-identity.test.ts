@@ -213,10 +213,10 @@ describe('deploy/', () => {
 });
 
 describe("the agent's identity (deploy/'s noma-agent ServiceAccount, token bound to a pod on its node)", () => {
-  it('may label its own node', async () => {
+  it('may label its own node (with a key of its rules: test/integration/agent-policy.test.ts)', async () => {
     const api = client(kubeconfigs.agent).makeApiClient(CoreV1Api);
-    const node = await api.patchNode({ name: nodeA, body: labelPatch('example.com/own') }, MERGE);
-    expect(node.metadata?.labels?.['example.com/own']).toBe('x');
+    const node = await api.patchNode({ name: nodeA, body: labelPatch('gpu.a100') }, MERGE);
+    expect(node.metadata?.labels?.['gpu.a100']).toBe('x');
   });
 
   it('may not label another node (ValidatingAdmissionPolicy)', async () => {
@@ -336,9 +336,14 @@ describe("the coordinator's identity (deploy/'s noma-coordinator ServiceAccount)
 describe("the coordinator's action pods (deploy/'s Role in noma-system)", () => {
   it('may create pods and read their logs in noma-system, and neither elsewhere', async () => {
     const api = client(kubeconfigs.coordinator).makeApiClient(CoreV1Api);
+    // Without a ServiceAccount token, as step pods are (deploy/nodemaintenance-policy.yaml).
     const pod = (name: string) => ({
       metadata: { name },
-      spec: { nodeName: nodeB, containers: [{ name: 'c', image: 'noma:test' }] },
+      spec: {
+        nodeName: nodeB,
+        automountServiceAccountToken: false,
+        containers: [{ name: 'c', image: 'noma:test' }],
+      },
     });
     // Server-side dry run: authorized and admitted like a real create, nothing is stored.
     const created = await api.createNamespacedPod({
