@@ -285,6 +285,9 @@ async function runSize(
         String(n),
         '--status-interval',
         '1s',
+        // All N simulated agents come from this one address, and connect 64 at a time: the
+        // link's upgrade limits (per address, and authenticating at once) are sized for them.
+        ...['--agent-upgrade-rate', String(Math.max(10, n)), '--agent-max-authenticating', '64'],
       ],
       60_000,
       true,

@@ -11,7 +11,7 @@ describe('noma CLI', () => {
   it('lists its commands with examples in --help', async () => {
     const { code, stdout } = await runNoma(['--help']);
     expect(code).toBe(0);
-    for (const cmd of ['init', 'nodes', 'status'])
+    for (const cmd of ['init', 'nodes', 'status', 'completion'])
       expect(stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'));
     expect(stdout).toContain('Examples:');
   });
@@ -24,6 +24,7 @@ describe('noma CLI', () => {
     ['init', 'delete-node'],
     ['nodes'],
     ['status'],
+    ['completion'],
   ])('%s --help has examples', async (...cmd) => {
     const { code, stdout } = await runNoma([...cmd, '--help']);
     expect(code).toBe(0);

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../shared/version.js';
+import { completionCommand } from './completion/command.js';
 import { UsageError, UsageErrors } from './errors.js';
 import { initCommand } from './init/command.js';
 import type { CliIO } from './io.js';
@@ -11,6 +12,7 @@ import {
 } from './maintenance/command.js';
 import { acceptInventoryCommand } from './nodes/accept-inventory.js';
 import { nodesCommand } from './nodes/command.js';
+import { rulesCommand } from './rules/command.js';
 import { statusCommand } from './status/command.js';
 
 /** `kubectl noma` when run as the kubectl plugin, else `noma`: help shows what was typed. */
@@ -63,6 +65,8 @@ Run '${bin} <command> --help' for a command's flags and examples.
     resumeCommand(io, bin, setExit),
     restoreCommand(io, bin, setExit),
     retryCommand(io, bin, setExit),
+    rulesCommand(io, bin),
+    completionCommand(io, bin, () => program),
   ]) {
     program.addCommand(cmd);
   }

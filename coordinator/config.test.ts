@@ -14,7 +14,7 @@ describe('coordinator config', () => {
       leaseName: 'noma-coordinator',
       leaseDurationMs: 15_000,
       statusIntervalMs: 1_000,
-      watchNamespace: undefined,
+      watchNamespaces: undefined,
     });
   });
 
@@ -27,6 +27,19 @@ describe('coordinator config', () => {
   });
 
   it.each([
+    [['--watch-namespaces', 'a, b,a'], {}, ['a', 'b']],
+    [['--watch-namespace', 'ops'], {}, ['ops']],
+    [[], { NOMA_WATCH_NAMESPACES: 'x,y' }, ['x', 'y']],
+    [['--watch-namespaces', 'a'], { NOMA_WATCH_NAMESPACES: 'x,y' }, ['a']],
+    [['--watch-namespaces', ''], {}, undefined],
+  ])('watches the namespaces of %j (env %j): %j', (argv, env, expected) => {
+    const c = parseConfig(argv, env);
+    expect(c === 'help' ? c : c.watchNamespaces).toEqual(expected);
+  });
+
+  it.each([
+    [['--watch-namespaces', 'a,,b'], '--watch-namespaces'],
+    [['--watch-namespaces', 'Ops'], '--watch-namespaces'],
     [['--max-nodes-in-maintenance', '0'], '--max-nodes-in-maintenance'],
     [['--http-port', 'eighty'], '--http-port'],
     [['--lease-duration', '15'], '--lease-duration'],
@@ -44,6 +57,7 @@ describe('coordinator config', () => {
     for (const flag of [
       '--kubeconfig',
       '--watch-namespace',
+      '--watch-namespaces',
       '--max-selected-nodes',
       '--status-interval',
     ]) {

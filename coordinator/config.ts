@@ -12,7 +12,8 @@ export interface ObjectRef {
 export interface CoordinatorConfig {
   readonly kubeconfig: string | undefined;
   readonly namespace: string;
-  readonly watchNamespace: string | undefined;
+  /** Act only on NodeMaintenances in these namespaces (undefined: all). */
+  readonly watchNamespaces: readonly string[] | undefined;
   readonly httpPort: number;
   readonly agentPort: number;
   readonly maxNodesInMaintenance: number;
@@ -38,6 +39,12 @@ export interface CoordinatorConfig {
   readonly agentTokenAudience: string;
   readonly agentHeartbeatMs: number;
   readonly agentRetryMs: number;
+  /** Agent link upgrades authenticating (a TokenReview each) at once; more get 503. */
+  readonly agentMaxAuthenticating: number;
+  /** Agent link upgrades per second from one source address (bursts of twice that). */
+  readonly agentUpgradeRate: number;
+  /** An agent link upgrade must finish TLS, then its upgrade, token check and hello, within this. */
+  readonly agentHandshakeTimeoutMs: number;
   /** Set: the leader points this Service (no selector) at itself, see link/leader-endpoint.ts. */
   readonly leaderService: string | undefined;
   /** This pod's IP (downward API), for the leader's EndpointSlice. */
@@ -58,6 +65,8 @@ export interface CoordinatorConfig {
   readonly degradedGpuNodeSelector: string;
   /** A node that has not changed phase this long is Stuck (waits the spec asked for aside). */
   readonly stuckAfterMs: number;
+  /** /metrics and /agents need a token allowed to get them (shared/endpoint-auth.ts). */
+  readonly endpointAuth: boolean;
 }
 
 export const HELP = `noma coordinator: carries out NodeMaintenance resources.
@@ -68,9 +77,15 @@ usage: node dist/coordinator/main.js [flags]
   --namespace <ns>                  the coordinator's namespace: its leader-election Lease and
                                     the pods of steps with an image and of InteractiveShell
                                     (default: $POD_NAMESPACE, else noma-system)
-  --watch-namespace <ns>            act only on NodeMaintenances in this namespace (default: all)
+  --watch-namespaces <ns,...>       act only on NodeMaintenances in these namespaces (default:
+                                    all; $NOMA_WATCH_NAMESPACES). --watch-namespace <ns> is the
+                                    same flag, kept for one namespace
   --http-port <n>                   health and metrics: /healthz /readyz /metrics (default 8080;
                                     0 picks a free port and logs it)
+  --endpoint-auth on|off            on: /metrics and /agents need a bearer token that passes a
+                                    TokenReview and may get that path (SubjectAccessReview,
+                                    ClusterRole noma-metrics-reader); off: open, for a process
+                                    only local users reach (default on; $NOMA_ENDPOINT_AUTH)
   --agent-port <n>                  agent link (WebSocket over TLS) port (default 8443; 0 picks
                                     a free port and logs it)
   --agent-tls-cert <file>           PEM certificate (chain) of the agent link; with
@@ -90,6 +105,15 @@ usage: node dist/coordinator/main.js [flags]
   --agent-heartbeat <duration>      ping interval; an agent missing a pong is dropped (default 10s)
   --agent-retry <duration>          how often a node whose agent is not connected is retried
                                     (default 5s)
+  --agent-max-authenticating <n>    agent link upgrades waiting for their TokenReview at once;
+                                    more are answered 503 (default 32;
+                                    $NOMA_AGENT_MAX_AUTHENTICATING)
+  --agent-upgrade-rate <n>          agent link upgrades per second from one address, bursts of
+                                    2n; more are answered 503 (default 10; raise it when agents
+                                    reach the coordinator through SNAT; $NOMA_AGENT_UPGRADE_RATE)
+  --agent-handshake-timeout <d>     TLS, then the upgrade, token check and hello, each within
+                                    this, or the connection is dropped (default 5s;
+                                    $NOMA_AGENT_HANDSHAKE_TIMEOUT)
   --leader-service <name>           the agent link's Service (no selector, in --namespace); the
                                     leader points it at itself with the EndpointSlice
                                     <name>-leader, so agents reach only the leader (needs
@@ -180,6 +204,7 @@ export function parseConfig(
         kubeconfig: { type: 'string' },
         namespace: { type: 'string' },
         'watch-namespace': { type: 'string' },
+        'watch-namespaces': { type: 'string' },
         'http-port': { type: 'string' },
         'agent-port': { type: 'string' },
         'max-nodes-in-maintenance': { type: 'string' },
@@ -198,6 +223,9 @@ export function parseConfig(
         'agent-token-audience': { type: 'string' },
         'agent-heartbeat': { type: 'string' },
         'agent-retry': { type: 'string' },
+        'agent-max-authenticating': { type: 'string' },
+        'agent-upgrade-rate': { type: 'string' },
+        'agent-handshake-timeout': { type: 'string' },
         'leader-service': { type: 'string' },
         'unplanned-downtime-after': { type: 'string' },
         'unplanned-downtime-taint': { type: 'string' },
@@ -207,6 +235,7 @@ export function parseConfig(
         'unplanned-downtime-node-selector': { type: 'string' },
         'degraded-gpu-node-selector': { type: 'string' },
         'stuck-after': { type: 'string' },
+        'endpoint-auth': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -258,7 +287,9 @@ export function parseConfig(
   return {
     kubeconfig: values.kubeconfig,
     namespace,
-    watchNamespace: values['watch-namespace'],
+    watchNamespaces: namespaces(
+      values['watch-namespaces'] ?? values['watch-namespace'] ?? env['NOMA_WATCH_NAMESPACES'],
+    ),
     httpPort: int('http-port', values['http-port'], 8080, 0),
     agentPort: int('agent-port', values['agent-port'], 8443, 0),
     maxNodesInMaintenance: int(
@@ -282,6 +313,23 @@ export function parseConfig(
     agentTokenAudience: values['agent-token-audience'] ?? 'noma.dev',
     agentHeartbeatMs: duration('agent-heartbeat', values['agent-heartbeat'], 10_000),
     agentRetryMs: duration('agent-retry', values['agent-retry'], 5_000),
+    agentMaxAuthenticating: int(
+      'agent-max-authenticating',
+      values['agent-max-authenticating'] ?? env['NOMA_AGENT_MAX_AUTHENTICATING'],
+      32,
+      1,
+    ),
+    agentUpgradeRate: int(
+      'agent-upgrade-rate',
+      values['agent-upgrade-rate'] ?? env['NOMA_AGENT_UPGRADE_RATE'],
+      10,
+      1,
+    ),
+    agentHandshakeTimeoutMs: duration(
+      'agent-handshake-timeout',
+      values['agent-handshake-timeout'] ?? env['NOMA_AGENT_HANDSHAKE_TIMEOUT'],
+      5_000,
+    ),
     leaderService,
     podIP,
     unplannedDowntimeAfterMs: durationOrZero(
@@ -320,7 +368,27 @@ export function parseConfig(
       values['stuck-after'] ?? env['NOMA_STUCK_AFTER'],
       2 * 3_600_000,
     ),
+    endpointAuth: onOff('endpoint-auth', values['endpoint-auth'] ?? env['NOMA_ENDPOINT_AUTH']),
   };
+}
+
+/** on (the default) or off. */
+function onOff(name: string, text: string | undefined): boolean {
+  if (text === undefined || text === 'on') return true;
+  if (text === 'off') return false;
+  throw new ConfigError(`--${name} must be on or off, got ${JSON.stringify(text)}`);
+}
+
+/** A comma-separated list of namespaces, without repeats; undefined or '' = all. */
+function namespaces(text: string | undefined): readonly string[] | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const list = [...new Set(text.split(',').map((n) => n.trim()))];
+  for (const ns of list) {
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ns)) {
+      throw new ConfigError(`--watch-namespaces: not a namespace name: ${JSON.stringify(ns)}`);
+    }
+  }
+  return list;
 }
 
 /** A label selector the coordinator can match itself ('' matches every node). */

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // noma coordinator: watches NodeMaintenance resources and takes nodes through maintenance.
-import { isNotFound } from '../shared/kube-errors.js';
-import { AuthenticationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SharedAgentKubeConfig } from './kube-config.js';
 import { access, readFile } from 'node:fs/promises';
 import pLimit from 'p-limit';
@@ -11,9 +10,10 @@ import { VERSION } from '../shared/version.js';
 import { noAgentLink, type ActionDispatcher } from './actions/dispatcher.js';
 import { PodActionRunner } from './actions/pod-runner.js';
 import { RoutingDispatcher } from './actions/routing.js';
-import { authenticateAgent } from './link/auth.js';
+import { authenticateAgent, kubeAuthDeps } from './link/auth.js';
 import { LinkDispatcher } from './link/dispatcher.js';
 import { publishUntilDone } from './link/leader-endpoint.js';
+import { watchAgentPods } from './link/pod-watch.js';
 import { AgentLinkServer } from './link/server.js';
 import { ensureLinkTls, linkHosts, type LinkTlsMaterial } from './link/tls-bootstrap.js';
 import { webhookNotifier } from './actions/notify.js';
@@ -22,6 +22,8 @@ import { Controller } from './controller/controller.js';
 import { drainEventsTo, drainNode } from './drain/drain.js';
 import { kubeEventRecorder } from './events.js';
 import { buildHealthServer } from '../shared/health-server.js';
+import { EndpointAuthorizer } from '../shared/endpoint-auth.js';
+import { kubeEndpointReviewer, publicAgents } from './http-endpoints.js';
 import { LeaderElector } from './leader.js';
 import { createMetrics } from './metrics.js';
 import { kubeNodeOps } from './nodes/node-ops.js';
@@ -72,9 +74,23 @@ async function main(config: CoordinatorConfig): Promise<void> {
     renewDeadlineMs: Math.floor((config.leaseDurationMs * 2) / 3),
     retryPeriodMs: Math.max(250, Math.floor(config.leaseDurationMs / 5)),
   });
+  // /metrics and /agents: a token allowed to get them, as kube-rbac-proxy checks one; the
+  // probes stay open (shared/health-server.ts).
+  const endpointAuth = config.endpointAuth
+    ? new EndpointAuthorizer({
+        reviewer: kubeEndpointReviewer(kc),
+        registry: metrics.registry,
+        onError: (err) => {
+          log.warn({ err, component: 'http' }, 'reviewing a token for /metrics or /agents failed');
+        },
+      })
+    : undefined;
   const health = buildHealthServer({
     log: log.child({ component: 'http' }),
     registry: metrics.registry,
+    ...(endpointAuth === undefined
+      ? {}
+      : { authorize: (headers, path) => endpointAuth.check(headers, path) }),
     readiness: () => {
       const leader = elector.isLeader;
       // A standby is ready (it serves /metrics and takes over when needed); a leader is ready
@@ -90,10 +106,18 @@ async function main(config: CoordinatorConfig): Promise<void> {
       };
     },
   });
-  health.get('/agents', () => ({ agents: running.link?.agents() ?? [] }));
+  health.get('/agents', () => ({ agents: publicAgents(running.link?.agents() ?? []) }));
   await health.listen({ port: config.httpPort, host: '0.0.0.0' });
   const port = (health.server.address() as AddressInfo).port;
-  log.info({ version: VERSION, httpPort: port, identity: config.identity }, 'coordinator started');
+  log.info(
+    {
+      version: VERSION,
+      httpPort: port,
+      identity: config.identity,
+      endpointAuth: config.endpointAuth,
+    },
+    'coordinator started',
+  );
 
   let stopping = false;
   const stopPublishing = new AbortController();
@@ -170,8 +194,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
     tls = await fromSecret();
   }
   if (tls !== undefined) {
-    const auth = kc.makeApiClient(AuthenticationV1Api);
-    const core = kc.makeApiClient(CoreV1Api);
+    const authDeps = kubeAuthDeps(kc);
     const expect = {
       audience: config.agentTokenAudience,
       serviceAccount: config.agentServiceAccount,
@@ -182,16 +205,10 @@ async function main(config: CoordinatorConfig): Promise<void> {
       tls,
       heartbeatMs: config.agentHeartbeatMs,
       registry: metrics.registry,
-      authenticate: (token) =>
-        authenticateAgent(token, expect, {
-          review: async (t, audiences) =>
-            (await auth.createTokenReview({ body: { spec: { token: t, audiences } } })).status,
-          readPod: (namespace, name) =>
-            core.readNamespacedPod({ namespace, name }).catch((err: unknown) => {
-              if (isNotFound(err)) return undefined;
-              throw err;
-            }),
-        }),
+      authenticate: (token) => authenticateAgent(token, expect, authDeps),
+      maxAuthenticating: config.agentMaxAuthenticating,
+      upgradeRate: { perSecond: config.agentUpgradeRate, burst: 2 * config.agentUpgradeRate },
+      handshakeTimeoutMs: config.agentHandshakeTimeoutMs,
     });
     const linkDispatcher = new LinkDispatcher({
       log: log.child({ component: 'dispatch' }),
@@ -200,6 +217,16 @@ async function main(config: CoordinatorConfig): Promise<void> {
     });
     running.link = link;
     agents = linkDispatcher;
+    // A connection ends with the pod its token is bound to (the agents' pods, in the
+    // namespace of their ServiceAccount).
+    const agentNamespace = expect.serviceAccount.split('/')[0] ?? config.namespace;
+    watchAgentPods(
+      kc,
+      agentNamespace,
+      link,
+      log.child({ component: 'link' }),
+      stopPublishing.signal,
+    );
     const agentPort = await link.listen();
     log.info({ agentPort, serviceAccount: expect.serviceAccount }, 'agent link listening');
     if (fromSecret !== undefined) {
@@ -302,7 +329,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
     globalLimit: config.maxNodesInMaintenance,
     maxSelectedNodes: config.maxSelectedNodes,
     statusIntervalMs: config.statusIntervalMs,
-    watchNamespace: config.watchNamespace,
+    watchNamespaces: config.watchNamespaces,
     stuckAfterMs: config.stuckAfterMs,
     // Status writes carry the Lease's epoch and stop the moment leadership is lost.
     fence: { epoch: elector.epoch ?? 0, signal: elector.signal },

@@ -54,3 +54,59 @@ describe('health server', () => {
     expect(res.body).toMatch(/^noma_agent_build_info\{version="[^"]+"\} 1$/m);
   });
 });
+
+describe('health server with authorize', () => {
+  function guarded(allowed: string): { app: FastifyInstance; asked: string[] } {
+    const asked: string[] = [];
+    const metrics = createMetrics({ processMetrics: false });
+    app = buildHealthServer({
+      log: createLogger('test', 'silent'),
+      readiness: () => ready,
+      registry: metrics.registry,
+      authorize: (headers, path) => {
+        asked.push(path);
+        const token = headers['authorization'];
+        if (token === undefined) return Promise.resolve({ code: 401, message: 'no token' });
+        return Promise.resolve(
+          token === allowed
+            ? { code: 200, user: 'u' }
+            : { code: 403, message: `u may not get ${path}` },
+        );
+      },
+    });
+    // Added after the server is built, as main.ts adds /agents.
+    app.get('/agents', () => ({ agents: [] }));
+    return { app, asked };
+  }
+
+  it('leaves the probes open and asks for nothing on them', async () => {
+    const { app: a, asked } = guarded('Bearer ok');
+    expect((await a.inject('/healthz')).statusCode).toBe(200);
+    expect((await a.inject('/readyz')).statusCode).toBe(200);
+    expect(asked).toEqual([]);
+  });
+
+  it.each(['/metrics', '/agents'])(
+    '%s: 401 with WWW-Authenticate, 403, or the answer',
+    async (path) => {
+      const { app: a, asked } = guarded('Bearer ok');
+      const none = await a.inject(path);
+      expect(none.statusCode).toBe(401);
+      expect(none.headers['www-authenticate']).toBe('Bearer');
+      expect(none.json()).toEqual({ error: 'no token' });
+      expect(none.headers['x-noma-reason']).toBe('no token');
+      const other = await a.inject({ url: path, headers: { authorization: 'Bearer other' } });
+      expect(other.statusCode).toBe(403);
+      expect(other.json()).toEqual({ error: `u may not get ${path}` });
+      const ok = await a.inject({ url: `${path}?x=1`, headers: { authorization: 'Bearer ok' } });
+      expect(ok.statusCode).toBe(200);
+      expect(asked).toEqual([path, path, path]);
+    },
+  );
+
+  it('answers an unknown path 404 without a review', async () => {
+    const { app: a, asked } = guarded('Bearer ok');
+    expect((await a.inject('/nope')).statusCode).toBe(404);
+    expect(asked).toEqual([]);
+  });
+});

@@ -19,6 +19,8 @@ export const NODE_HEADER = 'x-noma-node';
 /** Close codes of our own (4000–4999 are for applications). */
 export const CLOSE_REPLACED = 4001;
 export const CLOSE_PROTOCOL = 4002;
+/** The connection's credential ended (token expired, bound pod deleted): reconnect, token re-read. */
+export const CLOSE_CREDENTIALS = 4003;
 
 const Id = Type.String({ minLength: 1, maxLength: 512 });
 const NodeName = Type.String({ minLength: 1, maxLength: 253 });

@@ -4,13 +4,6 @@ import { Command, Option } from 'commander';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { UsageError, UsageErrors } from '../errors.js';
 import type { CliIO } from '../io.js';
-import {
-  fetchDrainFacts,
-  fetchNodeFacts,
-  listNodes,
-  loadKubeConfig,
-  setNodeLabel,
-} from '../kube/client.js';
 import { SELECTED_FOR_LABEL, type NodeFacts } from '../kube/node-facts.js';
 import { pickNodes } from '../select/pick-nodes.js';
 import { renderRanking } from '../select/render.js';
@@ -99,6 +92,7 @@ async function chooseNodes(
   opts: InitOptions,
   io: CliIO,
 ): Promise<NodeFacts[]> {
+  const { fetchNodeFacts, listNodes, setNodeLabel } = await import('../kube/client.js');
   const name = plan.manifest.metadata.name ?? '';
   const facts = await fetchNodeFacts(kc, pool);
   const pick = pickNodes(facts, count, name);
@@ -129,6 +123,7 @@ async function preview(
   chosen: NodeFacts[] | undefined,
   io: CliIO,
 ): Promise<void> {
+  const { fetchDrainFacts, fetchNodeFacts } = await import('../kube/client.js');
   const { spec } = plan.manifest;
   const matched = chosen ?? (await fetchNodeFacts(kc, spec.nodeSelector));
   const expected = plan.selection.kind === 'nodes' ? plan.selection.nodes : [];
@@ -162,6 +157,8 @@ async function runInit(
   }
   const needsCluster = selection.kind === 'count' || opts.preview === true;
   if (needsCluster) {
+    // Loaded here: the Kubernetes client is for the cluster, and most runs of init need none.
+    const { loadKubeConfig } = await import('../kube/client.js');
     const kc = loadKubeConfig(opts);
     const chosen =
       selection.kind === 'count'

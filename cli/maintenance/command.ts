@@ -5,14 +5,7 @@ import { Command } from 'commander';
 import { parseDuration } from '../../shared/duration.js';
 import { UsageError } from '../errors.js';
 import type { CliIO } from '../io.js';
-import { contextNamespace, loadKubeConfig } from '../kube/client.js';
-import {
-  CommandFailed,
-  mustRead,
-  patchMaintenance,
-  updateMaintenance,
-  type MaintenanceRef,
-} from './api.js';
+import type { MaintenanceRef } from './api.js';
 import {
   annotationOf,
   invalidNodeNames,
@@ -24,7 +17,6 @@ import {
   type Plan,
   type RequestKind,
 } from './plan.js';
-import { waitUntil } from './wait.js';
 
 interface CommonOptions {
   namespace?: string;
@@ -52,11 +44,16 @@ function withCommonOptions(cmd: Command, waitFor: string): Command {
 }
 
 /** The maintenance to act on and how long to wait (undefined: no --wait). */
-function resolve(name: string, opts: CommonOptions): { ref: MaintenanceRef; waitMs?: number } {
+async function resolve(
+  name: string,
+  opts: CommonOptions,
+): Promise<{ ref: MaintenanceRef; waitMs?: number }> {
   const timeout = parseDuration(opts.timeout);
   if (timeout === undefined || timeout <= 0) {
     throw new UsageError('--timeout', `"${opts.timeout}" must be a duration such as 30s or 5m`);
   }
+  // Loaded here, not at start: the Kubernetes client is for commands that talk to a cluster.
+  const { contextNamespace, loadKubeConfig } = await import('../kube/client.js');
   const kc = loadKubeConfig(opts);
   const ref = { kc, namespace: opts.namespace ?? contextNamespace(kc), name };
   return opts.wait === true ? { ref, waitMs: timeout } : { ref };
@@ -67,6 +64,7 @@ async function reporting(io: CliIO, body: () => Promise<number>): Promise<number
   try {
     return await body();
   } catch (err) {
+    const { CommandFailed } = await import('./api.js');
     if (!(err instanceof CommandFailed)) throw err;
     io.err(
       err.message
@@ -79,7 +77,8 @@ async function reporting(io: CliIO, body: () => Promise<number>): Promise<number
 }
 
 async function runPause(name: string, paused: boolean, opts: CommonOptions, io: CliIO) {
-  const { ref, waitMs } = resolve(name, opts);
+  const { ref, waitMs } = await resolve(name, opts);
+  const { mustRead, patchMaintenance } = await import('./api.js');
   const label = `${ref.namespace}/${ref.name}`;
   const before = await mustRead(ref);
   const phase = before.status?.phase ?? 'Pending';
@@ -94,6 +93,7 @@ async function runPause(name: string, paused: boolean, opts: CommonOptions, io: 
     );
   }
   if (waitMs !== undefined) {
+    const { waitUntil } = await import('./wait.js');
     io.out(`${label}: ${await waitUntil(ref, io, waitMs, (m) => pauseProgress(m, paused))}\n`);
   }
   return 0;
@@ -128,7 +128,8 @@ const WHAT_NEXT: Record<RequestKind, string> = {
 
 async function runQueue(name: string, kind: RequestKind, opts: QueueOptions, io: CliIO) {
   const req = nodeRequest(kind, opts);
-  const { ref, waitMs } = resolve(name, opts);
+  const { ref, waitMs } = await resolve(name, opts);
+  const { CommandFailed, updateMaintenance } = await import('./api.js');
   const label = `${ref.namespace}/${ref.name}`;
   const key = annotationOf(kind);
   // Decided again on every read: a write that raced with another is redone on what is there now.
@@ -152,6 +153,7 @@ async function runQueue(name: string, kind: RequestKind, opts: QueueOptions, io:
   }
   if (waitMs !== undefined) {
     const asked = [...plan.added, ...plan.already];
+    const { waitUntil } = await import('./wait.js');
     io.out(`${label}: ${await waitUntil(ref, io, waitMs, (m) => queueProgress(m, kind, asked))}\n`);
   }
   return 0;

@@ -3,7 +3,7 @@
 // writes one Node annotation, so plain kubectl can do the same; the agent acts on it, labels
 // the new count, marks the node healthy and removes the annotation.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
+import type { CoreV1Api, V1Node } from '@kubernetes/client-node';
 import { Command } from 'commander';
 import { parseDuration } from '../../shared/duration.js';
 import {
@@ -14,7 +14,6 @@ import {
 } from '../../shared/labels.js';
 import { UsageError } from '../errors.js';
 import type { CliIO } from '../io.js';
-import { apiErrorText, loadKubeConfig } from '../kube/client.js';
 
 interface AcceptOptions {
   count?: string;
@@ -23,8 +22,6 @@ interface AcceptOptions {
   wait?: boolean;
   timeout: string;
 }
-
-const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 /** The agent's detail annotation: how many GPUs it expects and how many answer. */
 export function detailOf(node: V1Node): { expected?: number; answering?: number } {
@@ -88,7 +85,12 @@ async function runAccept(name: string, opts: AcceptOptions, io: CliIO): Promise<
   if (timeout === undefined || timeout <= 0) {
     throw new UsageError('--timeout', `"${opts.timeout}" must be a duration such as 30s or 5m`);
   }
-  const core = loadKubeConfig(opts).makeApiClient(CoreV1Api);
+  // Loaded here, not at start: the Kubernetes client is for commands that talk to a cluster.
+  const [k8s, { apiErrorText, loadKubeConfig }] = await Promise.all([
+    import('@kubernetes/client-node'),
+    import('../kube/client.js'),
+  ]);
+  const core = loadKubeConfig(opts).makeApiClient(k8s.CoreV1Api);
   let node: V1Node;
   try {
     node = await core.readNode({ name });
@@ -103,7 +105,10 @@ async function runAccept(name: string, opts: AcceptOptions, io: CliIO): Promise<
   }
   const { count } = decided;
   const body = { metadata: { annotations: { [ACCEPT_INVENTORY_ANNOTATION]: String(count) } } };
-  await core.patchNode({ name, body }, MERGE);
+  await core.patchNode(
+    { name, body },
+    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+  );
   const { expected } = detailOf(node);
   io.out(
     `asked the agent on ${name} to accept ${count} GPUs` +

@@ -1,18 +1,22 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node } from '@kubernetes/client-node';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import type { CliIO } from '../io.js';
-import { apiErrorText, listNodes, loadKubeConfig } from '../kube/client.js';
+import type * as KubeClient from '../kube/client.js';
 import { nodeFacts, nodeHealth, type AgentConnection } from '../kube/node-facts.js';
+import { outputOption } from '../output.js';
 import { globToRegExp } from '../table.js';
-import {
-  DEFAULT_COORDINATOR,
-  fetchAgents,
-  parseCoordinatorRef,
-  type CoordinatorRef,
-} from './agents.js';
-import { renderNodes, type ContextNode, type NodesFormat } from './render.js';
+import type * as Agents from './agents.js';
+import type { CoordinatorRef } from './agents.js';
+import { NODES_FORMATS, renderNodes, type ContextNode, type NodesFormat } from './render.js';
+
+/** The modules that talk to clusters, loaded when the command runs (not for `--help`). */
+type Loaded = typeof KubeClient & typeof Agents;
+const load = async (): Promise<Loaded> => ({
+  ...(await import('../kube/client.js')),
+  ...(await import('./agents.js')),
+});
 
 interface NodesOptions {
   context: string[];
@@ -21,6 +25,7 @@ interface NodesOptions {
   output: NodesFormat;
   requestTimeout: string;
   coordinator?: string;
+  token?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -53,30 +58,33 @@ async function askContext(
   opts: NodesOptions,
   ref: CoordinatorRef,
   timeoutMs: number,
+  k: Loaded,
 ): Promise<ContextResult> {
-  const kc = loadKubeConfig({ kubeconfig: opts.kubeconfig, context });
+  const kc = k.loadKubeConfig({ kubeconfig: opts.kubeconfig, context });
   const ac = new AbortController();
-  const agents = withTimeout('coordinator', timeoutMs, fetchAgents(kc, ref, ac.signal)).catch(
-    (err: unknown) => {
-      ac.abort();
-      return { error: err instanceof Error ? err.message : String(err) };
-    },
-  );
+  const agents = withTimeout(
+    'coordinator',
+    timeoutMs,
+    k.fetchAgents(kc, ref, ac.signal, opts.token),
+  ).catch((err: unknown) => {
+    ac.abort();
+    return { error: err instanceof Error ? err.message : String(err) };
+  });
   try {
-    const nodes = await withTimeout(`context ${context}`, timeoutMs, listNodes(kc));
+    const nodes = await withTimeout(`context ${context}`, timeoutMs, k.listNodes(kc));
     const a = await agents;
     return 'error' in a ? { context, nodes, agentsError: a.error } : { context, nodes, ...a };
   } catch (err) {
     ac.abort();
-    return { context, error: apiErrorText(err) };
+    return { context, error: k.apiErrorText(err) };
   }
 }
 
-function contextsOf(opts: NodesOptions): string[] {
+function contextsOf(opts: NodesOptions, k: Loaded): string[] {
   if (opts.allContexts === true && opts.context.length > 0) {
     throw new UsageError('--all-contexts', 'cannot be combined with --context');
   }
-  const base = loadKubeConfig({ kubeconfig: opts.kubeconfig });
+  const base = k.loadKubeConfig({ kubeconfig: opts.kubeconfig });
   return opts.allContexts === true
     ? base.getContexts().map((c) => c.name)
     : opts.context.length > 0
@@ -84,11 +92,15 @@ function contextsOf(opts: NodesOptions): string[] {
       : [base.getCurrentContext()];
 }
 
-function coordinatorOf(opts: NodesOptions, contexts: readonly string[]): CoordinatorRef {
-  if (opts.coordinator === undefined) return DEFAULT_COORDINATOR;
-  const ref = parseCoordinatorRef(opts.coordinator);
+function coordinatorOf(opts: NodesOptions, contexts: readonly string[], k: Loaded): CoordinatorRef {
+  if (opts.coordinator === undefined) return k.DEFAULT_COORDINATOR;
+  const ref = k.parseCoordinatorRef(opts.coordinator);
   if (ref.kind === 'url' && contexts.length > 1) {
     throw new UsageError('--coordinator', 'a URL reaches one cluster: ask one context with it');
+  }
+  // A token is one cluster's: sent to several clusters' coordinators, each could replay it.
+  if (opts.token !== undefined && contexts.length > 1) {
+    throw new UsageError('--token', "a token is one cluster's: ask one context with it");
   }
   return ref;
 }
@@ -107,14 +119,15 @@ async function runNodes(glob: string | undefined, opts: NodesOptions, io: CliIO)
   if (!(timeoutSec > 0)) {
     throw new UsageError('--request-timeout', `"${opts.requestTimeout}" must be seconds, e.g. 10s`);
   }
-  const contexts = contextsOf(opts);
-  const ref = coordinatorOf(opts, contexts);
+  const k = await load();
+  const contexts = contextsOf(opts, k);
+  const ref = coordinatorOf(opts, contexts, k);
   const match = glob === undefined ? undefined : globToRegExp(glob);
 
   // Contexts are independent clusters: ask them all at once, and let one that is down cost
   // only its own timeout.
   const results = await Promise.all(
-    contexts.map((context) => askContext(context, opts, ref, timeoutSec * 1000)),
+    contexts.map((context) => askContext(context, opts, ref, timeoutSec * 1000, k)),
   );
   const rows: ContextNode[] = [];
   let failed = 0;
@@ -130,7 +143,7 @@ async function runNodes(glob: string | undefined, opts: NodesOptions, io: CliIO)
     rows.push(...rowsOf(r, match));
   }
   if (failed === contexts.length) return 1;
-  if (rows.length === 0 && opts.output === 'table') {
+  if (rows.length === 0 && (opts.output === 'table' || opts.output === 'wide')) {
     io.err(glob === undefined ? 'no nodes\n' : `no node matches ${glob}\n`);
     return glob === undefined ? 0 : 1;
   }
@@ -152,17 +165,20 @@ export function nodesCommand(io: CliIO, bin: string, setExit: (code: number) => 
     .option('--context <name>', 'kubeconfig context to ask (repeatable)', collect, [])
     .option('-A, --all-contexts', 'ask every context of the kubeconfig')
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG or ~/.kube/config)')
-    .addOption(
-      new Option('-o, --output <format>', 'output format')
-        .choices(['table', 'json', 'yaml'])
-        .default('table'),
-    )
+    .addOption(outputOption(NODES_FORMATS))
     .option('--request-timeout <seconds>', 'give up on a cluster after this long', '10s')
     .option(
       '--coordinator <lease|url>',
       "where to ask which agents are connected: [namespace/]name of the coordinator's " +
         'leader-election Lease, reached through the API server (pod proxy), or the http URL of ' +
         'its HTTP port, e.g. a port-forward to the leader (default: noma-system/noma-coordinator)',
+    )
+    .option(
+      '--token <token>',
+      "bearer token for the coordinator's /agents, whose identity is bound to the ClusterRole " +
+        'noma-metrics-reader (default: a 10-minute token minted for the ServiceAccount ' +
+        "noma-metrics-reader in the Lease's namespace, or noma-system; needs create on its " +
+        'serviceaccounts/token)',
     )
     .addHelpText(
       'after',
@@ -174,12 +190,18 @@ Examples:
   # Which cluster is gpu-07 in?
   ${bin} nodes --all-contexts gpu-07
 
+  # More columns: Ready's reason, since when tainted, agent labels, link and heartbeat ages
+  ${bin} nodes -o wide
+
   # Nodes named gpu-* in two clusters, as JSON
   ${bin} nodes --context prod-east --context prod-west 'gpu-*' -o json
 
   # Agent connections without the pod proxy: port-forward to the leader (the Lease's holder)
   kubectl -n noma-system port-forward pod/LEADER 8080 &
   ${bin} nodes --coordinator http://127.0.0.1:8080
+
+  # A token of your own for /agents (its identity bound to the ClusterRole noma-metrics-reader)
+  ${bin} nodes --token "$(kubectl create token -n noma-system noma-metrics-reader)"
 `,
     )
     .action(async (glob: string | undefined, _opts: unknown, cmd: Command) => {

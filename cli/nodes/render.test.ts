@@ -137,4 +137,17 @@ describe('renderNodes', () => {
     });
     expect(parse(renderNodes(rows, 'yaml', true, now))).toEqual(json);
   });
+
+  it('-o wide adds the why and when: Ready reason, taint and link ages, GPU detail', () => {
+    expect(renderNodes(rows, 'wide', false, now)).toBe(
+      [
+        'NAME     STATUS                DOWN   DOWNTIME   TIER               GPU    GPUS   HEALTH     SCHEDULABLE   MAINTENANCE   PHASE      AGENT   REASON              TAINTED   LABELS    CONNECTED   HEARTBEAT   GPU DETAIL',
+        'cp-1     Ready,control-plane   -      -          -                  -      0      -          yes           no            -          -       KubeletReady        -         unknown   -           -           -',
+        'gpu-02   Ready                 -      -          high-performance   h100   8      healthy    no            ops/reboot    Draining   no      KubeletReady        -         labeled   no          -           -',
+        'gpu-05   NotReady              12m    tainted    high-performance   h100   8      degraded   yes           no            -          no      NodeStatusUnknown   2m        labeled   no          -           {"expected":8,"answering":7}',
+        'gpu-07   Ready                 -      -          high-performance   h100   8      healthy    yes           no            -          yes     KubeletReady        -         labeled   1h          2s          -',
+        '',
+      ].join('\n'),
+    );
+  });
 });

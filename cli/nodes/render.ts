@@ -1,5 +1,5 @@
-import { stringify } from 'yaml';
 import type { AgentConnection, NodeFacts, NodeHealth } from '../kube/node-facts.js';
+import { renderDocument } from '../output.js';
 import { age } from '../status/render.js';
 import { renderTable } from '../table.js';
 
@@ -44,7 +44,8 @@ export function nodeRecord({ context, node, health, agentLink }: ContextNode) {
   };
 }
 
-export type NodesFormat = 'table' | 'json' | 'yaml';
+export const NODES_FORMATS = ['table', 'wide', 'json', 'yaml'] as const;
+export type NodesFormat = (typeof NODES_FORMATS)[number];
 
 const HEADER = [
   'NAME',
@@ -79,6 +80,27 @@ function tableCells({ node, health, agentLink }: ContextNode, now: Date): string
   ];
 }
 
+/** `-o wide` adds these, after the table's: the why and when behind its cells. */
+const WIDE_HEADER = ['REASON', 'TAINTED', 'LABELS', 'CONNECTED', 'HEARTBEAT', 'GPU DETAIL'];
+
+function oneLine(value: unknown, max: number): string {
+  if (value === undefined || value === null) return '-';
+  const text = (typeof value === 'string' ? value : JSON.stringify(value)).replace(/\s+/g, ' ');
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** The wide columns: Ready's reason, ages of the taint and of the agent's link, GPU detail. */
+function wideCells({ node, health, agentLink }: ContextNode, now: Date): string[] {
+  return [
+    health.readyReason ?? '-',
+    age(health.downtimeTaintedAt, now),
+    node.agent,
+    agentLink === undefined ? '-' : agentLink === null ? 'no' : age(agentLink.connectedAt, now),
+    agentLink === undefined || agentLink === null ? '-' : age(agentLink.lastHeartbeat, now),
+    oneLine(health.gpuHealthDetail, 60),
+  ];
+}
+
 /** Nodes sorted by context then name; the CONTEXT column only when several were asked. */
 export function renderNodes(
   rows: readonly ContextNode[],
@@ -89,11 +111,12 @@ export function renderNodes(
   const sorted = [...rows].sort((a, b) =>
     a.context === b.context ? (a.node.name < b.node.name ? -1 : 1) : a.context < b.context ? -1 : 1,
   );
-  if (format === 'json') return JSON.stringify(sorted.map(nodeRecord), null, 2) + '\n';
-  if (format === 'yaml') return stringify(sorted.map(nodeRecord));
+  if (format === 'json' || format === 'yaml') return renderDocument(sorted.map(nodeRecord), format);
+  const wide = format === 'wide';
   const table = sorted.map((row) => {
-    const cells = tableCells(row, now);
+    const cells = wide ? [...tableCells(row, now), ...wideCells(row, now)] : tableCells(row, now);
     return showContext ? [row.context, ...cells] : cells;
   });
-  return renderTable(showContext ? ['CONTEXT', ...HEADER] : HEADER, table);
+  const header = wide ? [...HEADER, ...WIDE_HEADER] : HEADER;
+  return renderTable(showContext ? ['CONTEXT', ...header] : header, table);
 }

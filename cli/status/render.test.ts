@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeMaintenance } from '../../shared/api/index.js';
-import { age, renderStatus, stuckNodes } from './render.js';
+import {
+  age,
+  checkMaintenances,
+  renderStatus,
+  statusDocument,
+  stuckNodes,
+  withoutManagedFields,
+} from './render.js';
 
 const now = new Date('2026-08-01T12:00:00Z');
 
@@ -224,5 +231,49 @@ describe('age', () => {
     ['2026-07-28T12:00:00Z', '4d'],
   ])('%s → %s', (since, want) => {
     expect(age(since, now)).toBe(want);
+  });
+});
+
+describe('statusDocument (-o json|yaml)', () => {
+  const managed = {
+    ...running,
+    metadata: { ...running.metadata, managedFields: [{ manager: 'noma-coordinator' }] },
+  } as NodeMaintenance;
+
+  it('is the object itself for a named maintenance, less managedFields', () => {
+    const doc = statusDocument([managed], true) as NodeMaintenance;
+    expect(doc.metadata).toEqual(running.metadata);
+    expect(doc.status).toEqual(running.status);
+    expect(managed.metadata).toHaveProperty('managedFields'); // not changed in place
+  });
+
+  it('is a kubectl List otherwise, sorted by namespace and name', () => {
+    const other = { ...running, metadata: { ...running.metadata, namespace: 'a-team' } };
+    const doc = statusDocument([running, other], false) as {
+      kind: string;
+      items: NodeMaintenance[];
+    };
+    expect(doc).toMatchObject({ apiVersion: 'v1', kind: 'List' });
+    expect(doc.items.map((m) => m.metadata.namespace)).toEqual(['a-team', 'gpu-ops']);
+    expect(statusDocument([], false)).toEqual({ apiVersion: 'v1', kind: 'List', items: [] });
+  });
+
+  it('leaves what is not an object alone', () => {
+    expect(withoutManagedFields(null)).toBe(null);
+    expect(withoutManagedFields({ kind: 'x' })).toEqual({ kind: 'x' });
+  });
+});
+
+describe('checkMaintenances', () => {
+  it('keeps the valid ones and warns of each other, bounded', () => {
+    const bad = {
+      metadata: { namespace: 'ops', name: 'broken' },
+      spec: { actions: 'x'.repeat(2000) },
+    };
+    const { items, problems } = checkMaintenances([running, bad]);
+    expect(items).toEqual([running]);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^warning: ops\/broken does not match the NodeMaintenance schema/);
+    expect(problems[0]?.length).toBeLessThan(450);
   });
 });

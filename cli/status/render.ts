@@ -1,4 +1,9 @@
-import type { NodeMaintenance, NodeStatus } from '../../shared/api/index.js';
+import {
+  formatErrors,
+  validateNodeMaintenance,
+  type NodeMaintenance,
+  type NodeStatus,
+} from '../../shared/api/index.js';
 import {
   RESTORE_ANNOTATION,
   RETRY_ANNOTATION,
@@ -160,4 +165,45 @@ export function renderStatus(items: readonly NodeMaintenance[], now: Date): stri
     .sort((a, b) => (key(a) < key(b) ? -1 : 1))
     .map((m) => renderMaintenance(m, now))
     .join('\n');
+}
+
+/** Maintenances read from the API server, checked against the schema once, at the boundary. */
+export interface Checked {
+  readonly items: NodeMaintenance[];
+  /** One warning per object that does not match the schema (it is left out). */
+  readonly problems: string[];
+}
+
+export function checkMaintenances(raw: Iterable<unknown>): Checked {
+  const result: Checked = { items: [], problems: [] };
+  for (const obj of raw) {
+    const valid = validateNodeMaintenance(obj);
+    if (valid.ok) result.items.push(valid.value);
+    else {
+      const meta = (obj as { metadata?: { namespace?: string; name?: string } }).metadata;
+      result.problems.push(
+        `warning: ${meta?.namespace ?? '?'}/${meta?.name ?? '?'} does not match the NodeMaintenance schema (${truncate(formatErrors(valid.errors), 300)})`,
+      );
+    }
+  }
+  return result;
+}
+
+/** An object as `-o json|yaml` shows it: as read, less metadata.managedFields (like kubectl). */
+export function withoutManagedFields(obj: unknown): unknown {
+  const o = obj as { metadata?: Record<string, unknown> } | null;
+  if (typeof o !== 'object' || o === null || o.metadata === undefined) return obj;
+  const { managedFields: _, ...metadata } = o.metadata;
+  return { ...o, metadata };
+}
+
+/**
+ * `noma status -o json|yaml`: a named maintenance is the object itself; otherwise a kubectl
+ * List (`apiVersion: v1, kind: List, items`), sorted by namespace and name.
+ */
+export function statusDocument(items: readonly NodeMaintenance[], named: boolean): unknown {
+  const key = (m: NodeMaintenance) => `${m.metadata.namespace ?? ''}/${m.metadata.name ?? ''}`;
+  const sorted = [...items].sort((a, b) => (key(a) < key(b) ? -1 : 1)).map(withoutManagedFields);
+  if (named && sorted.length === 1) return sorted[0];
+  return { apiVersion: 'v1', kind: 'List', items: sorted };
 }

@@ -167,7 +167,10 @@ function container(
  * keep it off), tolerating every taint (NoExecute ones like options.taints would evict it), in
  * the host's PID, network and IPC namespaces, privileged, the host's root at /host, like
  * `kubectl debug node/… --profile=sysadmin`. No ServiceAccount token: the step needs the host,
- * not the API. Labeled instead of owned: a NodeMaintenance in another namespace cannot own it.
+ * not the API. Nothing from the coordinator's namespace (no Secret, ConfigMap or projected
+ * volume, no env from them, no pull secrets): the admission policy noma-coordinator-step-pods
+ * refuses such a pod to the coordinator's identity. Labeled instead of owned: a NodeMaintenance
+ * in another namespace cannot own it.
  */
 export function podManifest(
   input: PodJobInput,

@@ -1,5 +1,6 @@
-// Watches NodeMaintenances in all namespaces and keeps one MaintenanceRun per object. Work per
-// object is serialized inside its run; the informer only tells runs about new versions.
+// Watches NodeMaintenances in all namespaces (or the ones given) and keeps one MaintenanceRun
+// per object. Work per object is serialized inside its run; the informers only tell runs about
+// new versions.
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -9,6 +10,7 @@ import {
   type Informer,
   type KubeConfig,
   type KubernetesObject,
+  type ObjectCache,
 } from '@kubernetes/client-node';
 import { EventEmitter, once } from 'node:events';
 import {
@@ -66,8 +68,8 @@ export interface ControllerOptions {
   readonly resyncMs?: number;
   readonly skipPod?: MaintenanceRunSkip;
   readonly statusWriter?: (cr: NodeMaintenance) => StatusWriter;
-  /** Watch only this namespace (default: all). */
-  readonly watchNamespace?: string | undefined;
+  /** Watch only these namespaces, one informer each (default: all, one informer). */
+  readonly watchNamespaces?: readonly string[] | undefined;
   /** A node that has not moved this long is Stuck (0 = never). */
   readonly stuckAfterMs?: number;
   /** How long a node spent in a phase, as it leaves it (the per-phase histogram). */
@@ -81,12 +83,13 @@ export interface ControllerOptions {
   readonly onDeposed?: (why: string) => void;
 }
 type MaintenanceRunSkip = Parameters<DrainFn>[1]['skipPod'];
+type NodeMaintenanceInformer = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
 
 export class Controller {
   private readonly runs = new Map<string, MaintenanceRun>();
   private readonly queues = new Map<string, Promise<void>>();
   private readonly bus = new EventEmitter();
-  private informer: Informer<KubernetesObject> | undefined;
+  private informers: NodeMaintenanceInformer[] = [];
   private nodeCache: NodeCache | undefined;
   private resync: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -156,7 +159,69 @@ export class Controller {
     this.nodeCache =
       this.opts.nodeCache ??
       kubeNodeCache(this.opts.kc, this.opts.log.child({ component: 'node-cache' }));
-    const ns = this.opts.watchNamespace;
+    // One informer per watched namespace (one for all when none is given). Objects wait until
+    // every informer has listed once: the fence is the highest epoch any list shows, and no
+    // run may be made before it is fixed.
+    const scopes = this.opts.watchNamespaces ?? [undefined];
+    const epochs = new Map<string | undefined, number>();
+    let held: KubernetesObject[] | undefined = [];
+    const release = () => {
+      if (held === undefined || epochs.size < scopes.length) return;
+      const waiting = held;
+      held = undefined;
+      for (const obj of waiting) this.reconcileLogged(obj);
+    };
+    const onObject = (obj: KubernetesObject) => {
+      this.lastSync = Date.now();
+      release();
+      if (held === undefined) this.reconcileLogged(obj);
+      else held.push(obj);
+    };
+    this.informers = scopes.map((ns) =>
+      this.watchScope(ns, onObject, (items) => {
+        const leaseEpoch = this.opts.fence?.epoch ?? 0;
+        epochs.set(ns, Math.max(epochs.get(ns) ?? 0, fenceEpoch(leaseEpoch, items)));
+        if (epochs.size === scopes.length) this.fixFence([...epochs.values()]);
+      }),
+    );
+    // The first list can fail (API server starting, CRD storage still initializing: 429);
+    // the error handler restarts the informer, so wait for a list of each to succeed.
+    await Promise.all(
+      this.informers.map((informer) =>
+        informer.start().catch((err: unknown) => {
+          this.opts.log.warn({ err }, 'first NodeMaintenance list failed; retrying');
+        }),
+      ),
+    );
+    while (epochs.size < scopes.length && !this.stopped) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    release();
+    // The first lists' objects are queued for reconcile by now; their runs exist once those
+    // reconciles are through.
+    await Promise.all([...this.queues.values()]);
+    await this.nodeCache.synced(30_000);
+    this.ready.resolve();
+    // Level-based: every object is looked at again periodically, even without an event.
+    this.resync = setInterval(() => {
+      // With no NodeMaintenance changing, nothing else says the watch is alive.
+      if (this.watching) this.lastSync = Date.now();
+      for (const informer of this.informers) {
+        for (const obj of informer.list()) this.reconcileLogged(obj);
+      }
+    }, this.opts.resyncMs ?? 60_000);
+    this.resync.unref();
+  }
+
+  /**
+   * The informer of NodeMaintenances in `ns` (undefined: all namespaces). `onList` sees each
+   * list's objects (the first, and those after a failed watch).
+   */
+  private watchScope(
+    ns: string | undefined,
+    onObject: (obj: KubernetesObject) => void,
+    onList: (items: readonly { status?: unknown }[]) => void,
+  ): NodeMaintenanceInformer {
     const path =
       ns === undefined
         ? `/apis/${GROUP}/${VERSION}/${PLURAL}`
@@ -171,27 +236,10 @@ export class Controller {
             namespace: ns,
           }))) as { items: KubernetesObject[]; metadata: { resourceVersion?: string } };
       this.lastSync = Date.now();
-      if (this.fence === undefined && this.opts.fence !== undefined) {
-        const epoch = fenceEpoch(
-          this.opts.fence.epoch,
-          res.items as readonly { status?: unknown }[],
-        );
-        if (epoch !== this.opts.fence.epoch) {
-          this.opts.log.warn(
-            { leaseEpoch: this.opts.fence.epoch, epoch },
-            'status carries a newer leader epoch than the Lease (was the Lease recreated?)',
-          );
-        }
-        this.fence = { epoch, signal: this.opts.fence.signal };
-      }
+      onList(res.items as readonly { status?: unknown }[]);
       return { ...res, kind: 'NodeMaintenanceList', apiVersion: `${GROUP}/${VERSION}` } as never;
     };
     const informer = makeInformer(this.opts.kc, path, list);
-    this.informer = informer;
-    const onObject = (obj: KubernetesObject) => {
-      this.lastSync = Date.now();
-      this.reconcileLogged(obj);
-    };
     informer.on('add', onObject);
     informer.on('update', onObject);
     informer.on('connect', () => {
@@ -202,38 +250,32 @@ export class Controller {
       this.watching = false;
       if (this.stopped) return;
       // Watch dropped or 410 Gone: list again and go on watching.
-      this.opts.log.warn({ err }, 'NodeMaintenance watch failed; restarting');
+      this.opts.log.warn({ err, namespace: ns }, 'NodeMaintenance watch failed; restarting');
       setTimeout(() => {
         if (!this.stopped) void informer.start().catch(() => undefined);
       }, 1_000).unref();
     });
-    // The first list can fail (API server starting, CRD storage still initializing: 429);
-    // the error handler above restarts the informer, so wait for a list to succeed.
-    await informer.start().catch((err: unknown) => {
-      this.opts.log.warn({ err }, 'first NodeMaintenance list failed; retrying');
-    });
-    while (this.lastSync === 0 && !this.stopped) {
-      await new Promise((r) => setTimeout(r, 100));
+    return informer;
+  }
+
+  /** Fixes the epoch status writes carry, once: the Lease's, or above any written one. */
+  private fixFence(epochs: readonly number[]): void {
+    if (this.fence !== undefined || this.opts.fence === undefined) return;
+    const epoch = Math.max(this.opts.fence.epoch, ...epochs);
+    if (epoch !== this.opts.fence.epoch) {
+      this.opts.log.warn(
+        { leaseEpoch: this.opts.fence.epoch, epoch },
+        'status carries a newer leader epoch than the Lease (was the Lease recreated?)',
+      );
     }
-    // The first list's objects are queued for reconcile by now; their runs exist once those
-    // reconciles are through.
-    await Promise.all([...this.queues.values()]);
-    await this.nodeCache.synced(30_000);
-    this.ready.resolve();
-    // Level-based: every object is looked at again periodically, even without an event.
-    this.resync = setInterval(() => {
-      // With no NodeMaintenance changing, nothing else says the watch is alive.
-      if (this.watching) this.lastSync = Date.now();
-      for (const obj of informer.list()) this.reconcileLogged(obj);
-    }, this.opts.resyncMs ?? 60_000);
-    this.resync.unref();
+    this.fence = { epoch, signal: this.opts.fence.signal };
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.resync) clearInterval(this.resync);
     this.ready.resolve(); // runs waiting for it see their abort
-    await this.informer?.stop();
+    await Promise.all(this.informers.map((informer) => informer.stop()));
     await this.nodeCache?.stop();
     await Promise.all([...this.runs.values()].map((r) => r.stop()));
   }

@@ -630,3 +630,37 @@ describe('LinkDispatcher: results', () => {
     expect(await running).toEqual({ kind: 'succeeded' });
   });
 });
+
+describe('LinkDispatcher.expects: what the link may store and forward', () => {
+  it('is true only for an action dispatched to that node, while it is waited on', async () => {
+    const { link, dispatcher } = harness();
+    const expects = (node: string, id: string) => link.handlers?.expects(node, id);
+    link.hello('gpu-1', 'b1');
+    expect(expects('gpu-1', ID)).toBe(false);
+    const ac = new AbortController();
+    const run = dispatcher.run(request(script, ac));
+    await tick();
+    expect(expects('gpu-1', ID)).toBe(true);
+    expect(expects('gpu-2', ID)).toBe(false);
+    expect(expects('gpu-1', 'made-up')).toBe(false);
+    link.result('gpu-1', ID, 'succeeded');
+    await run;
+    expect(expects('gpu-1', ID)).toBe(false);
+  });
+
+  it('stays true while a cancel waits for its confirmation', async () => {
+    const { link, dispatcher } = harness();
+    const expects = (node: string, id: string) => link.handlers?.expects(node, id);
+    link.hello('gpu-1', 'b1');
+    const ac = new AbortController();
+    const run = dispatcher.run(request(script, ac));
+    await tick();
+    ac.abort();
+    await tick();
+    expect(link.types()).toContain('action.cancel');
+    expect(expects('gpu-1', ID)).toBe(true);
+    link.result('gpu-1', ID, 'cancelled');
+    expect(await run).toMatchObject({ kind: 'cancelled', confirmed: true });
+    expect(expects('gpu-1', ID)).toBe(false);
+  });
+});

@@ -244,7 +244,20 @@ export class LinkDispatcher implements ActionDispatcher {
           if (entry.node === node) entry.onResult(result);
         }
       },
+      expects: (node, id) => this.expects(node, id),
     });
+  }
+
+  /**
+   * Whether action `id` was dispatched (or is being cancelled) on `node` and is waited on: the
+   * link stores and forwards frames only about such actions, so an agent cannot grow the
+   * coordinator with IDs of its own invention.
+   */
+  expects(node: string, id: string): boolean {
+    for (const entry of this.pending.get(id) ?? []) {
+      if (entry.node === node) return true;
+    }
+    return false;
   }
 
   private track(id: string, entry: Entry): void {

@@ -149,6 +149,23 @@ describe('noma nodes', () => {
     );
   });
 
+  it("-o wide adds Ready's reason, since when tainted, agent labels, link ages and GPU detail", async () => {
+    const run = await runNoma([
+      ...['nodes', '--context', 'east', '--kubeconfig', kubeconfig, `${prefix}-*`, '-o', 'wide'],
+      ...noCoordinator(),
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(
+      / +AGENT +REASON +TAINTED +LABELS +CONNECTED +HEARTBEAT +GPU DETAIL$/m,
+    );
+    expect(run.stdout).toMatch(
+      new RegExp(
+        `^${down} +NotReady .* +- +KubeletNotReady +\\d+[smhd]\\S* +\\S+ +- +- +\\{"expected":8,"answering":7\\}$`,
+        'm',
+      ),
+    );
+  });
+
   it('matches a glob in the chosen contexts and prints JSON with every field', async () => {
     const run = await runNoma([
       'nodes',

@@ -342,8 +342,12 @@ async function main(): Promise<void> {
   say(`all ${SIM_NODES.length} nodes labeled by their agents`);
   // The link (TLS, TokenReview, node binding) is what a Reboot or Script needs: show that it is up.
   const linkDeadline = Date.now() + 60_000;
+  // /agents needs a token allowed to read it (deploy/endpoints-rbac.yaml's reader).
+  const reader = await mintToken(kc, NOMA_NAMESPACE, 'noma-metrics-reader');
   for (;;) {
-    const res = await fetch(`http://127.0.0.1:${httpPort}/agents`).catch(() => undefined);
+    const res = await fetch(`http://127.0.0.1:${httpPort}/agents`, {
+      headers: { authorization: `Bearer ${reader}` },
+    }).catch(() => undefined);
     const body =
       res?.ok === true ? ((await res.json()) as { agents: { node: string }[] }) : undefined;
     if (body?.agents.length === SIM_NODES.length) break;
@@ -367,7 +371,7 @@ Try a maintenance (examples/):
   kubectl apply -f ${rel(join(ROOT, 'examples', 'reboot.yaml'))}             # reboot the GPU nodes one by one
   kubectl get noma -A -w
 
-Coordinator metrics: http://127.0.0.1:${httpPort}/metrics
+Coordinator metrics: http://127.0.0.1:${httpPort}/metrics   (a token: curl -H "Authorization: Bearer $(kubectl create token -n ${NOMA_NAMESPACE} noma-metrics-reader)")
 Agents (/healthz /readyz /status /metrics):
 ${SIM_NODES.map((n) => `  ${n.name.padEnd(12)} ${agentUrls.get(n.name) ?? ''}/status`).join('\n')}
 Logs: ${rel(paths.logs)}/   Reboot a node by hand: touch ${rel(paths.rebootRequest('gpu-h100-01'))}

@@ -30,7 +30,9 @@ export async function startCoordinator(
     [...entry, '--kubeconfig', kubeconfig, '--http-port', '0', ...args],
     {
       cwd: ROOT,
-      env: { ...process.env, NOMA_LOG_LEVEL: 'info', ...env },
+      // /metrics and /agents open (a local process the test owns); a test of their
+      // authorization passes `--endpoint-auth on`, which wins over the environment.
+      env: { ...process.env, NOMA_LOG_LEVEL: 'info', NOMA_ENDPOINT_AUTH: 'off', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

@@ -237,3 +237,196 @@ describe('examples/', () => {
     if (!result.ok) throw new Error(formatErrors(result.errors));
   });
 });
+
+describe('who reaches the endpoints and ports (endpoints-rbac.yaml, network-policy.yaml)', () => {
+  type Policy = import('@kubernetes/client-node').V1NetworkPolicy;
+  type Binding = import('@kubernetes/client-node').V1ClusterRoleBinding;
+  const rulesOf = (kind: string, name: string): V1PolicyRule[] =>
+    (deployObject(kind, name) as unknown as V1Role | V1ClusterRole).rules ?? [];
+  const policy = (name: string) => deployObject('NetworkPolicy', name) as unknown as Policy;
+  const matches = (selector: Record<string, string> | undefined, labels = {}) =>
+    Object.entries(selector ?? {}).every(([k, v]) => (labels as Record<string, string>)[k] === v);
+
+  it('lets the coordinator review tokens and access (TokenReview, SubjectAccessReview)', () => {
+    const rules = rulesOf('ClusterRole', 'noma-coordinator');
+    for (const [group, resource] of [
+      ['authentication.k8s.io', 'tokenreviews'],
+      ['authorization.k8s.io', 'subjectaccessreviews'],
+    ]) {
+      expect(
+        rules.some(
+          (r) =>
+            r.apiGroups?.includes(group ?? '') === true &&
+            r.resources?.includes(resource ?? '') === true &&
+            r.verbs.includes('create'),
+        ),
+        resource,
+      ).toBe(true);
+    }
+  });
+
+  it('ships noma-metrics-reader: get on /metrics and /agents, and nothing else', () => {
+    expect(rulesOf('ClusterRole', 'noma-metrics-reader')).toEqual([
+      { nonResourceURLs: ['/metrics', '/agents'], verbs: ['get'] },
+    ]);
+    const binding = deployObject('ClusterRoleBinding', 'noma-metrics-reader') as unknown as Binding;
+    expect(binding.roleRef).toMatchObject({ kind: 'ClusterRole', name: 'noma-metrics-reader' });
+    expect(binding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'noma-metrics-reader', namespace: 'noma-system' },
+    ]);
+  });
+
+  it("gives noma nodes' users the leader's Lease, its pod proxy and tokens of the reader only", () => {
+    expect(rulesOf('Role', 'noma-nodes-viewer')).toEqual([
+      {
+        apiGroups: ['coordination.k8s.io'],
+        resources: ['leases'],
+        resourceNames: ['noma-coordinator'],
+        verbs: ['get'],
+      },
+      { apiGroups: [''], resources: ['pods', 'pods/proxy'], verbs: ['get'] },
+      {
+        apiGroups: [''],
+        resources: ['serviceaccounts/token'],
+        resourceNames: ['noma-metrics-reader'],
+        verbs: ['create'],
+      },
+    ]);
+  });
+
+  it('denies ingress to every pod of noma-system unless a policy allows it', () => {
+    expect(policy('noma-default-deny-ingress').spec).toEqual({
+      podSelector: {},
+      policyTypes: ['Ingress'],
+    });
+  });
+
+  it("lets only agent pods reach the link port, and anyone the coordinator's http port", () => {
+    const spec = policy('noma-coordinator').spec;
+    expect(matches(spec?.podSelector?.matchLabels, deploy.spec?.template.metadata?.labels)).toBe(
+      true,
+    );
+    expect(matches(spec?.podSelector?.matchLabels, ds.spec?.template.metadata?.labels)).toBe(false);
+    const [link, http] = spec?.ingress ?? [];
+    // A pod selector matches pod IPs: agents on the host network would not match it.
+    expect(agentPod?.hostNetwork ?? false).toBe(false);
+    // client-node's model names `from` `_from`.
+    const agents = link?._from?.[0]?.podSelector?.matchLabels;
+    expect(link?._from).toHaveLength(1);
+    expect(matches(agents, ds.spec?.template.metadata?.labels)).toBe(true);
+    expect(matches(agents, deploy.spec?.template.metadata?.labels)).toBe(false);
+    expect(link?.ports).toEqual([{ port: 'agent-link', protocol: 'TCP' }]);
+    expect(http).toEqual({ ports: [{ port: 'http', protocol: 'TCP' }] });
+    const names = coordinator?.ports?.map((p) => p.name);
+    expect(names).toEqual(expect.arrayContaining(['agent-link', 'http']));
+    // The probes and `noma nodes` (the pod's port named http) use that port.
+    expect(coordinator?.readinessProbe?.httpGet?.port).toBe('http');
+  });
+
+  it("lets only labelled monitoring namespaces reach the agent's health port", () => {
+    const spec = policy('noma-agent').spec;
+    expect(matches(spec?.podSelector?.matchLabels, ds.spec?.template.metadata?.labels)).toBe(true);
+    expect(spec?.ingress).toEqual([
+      {
+        _from: [{ namespaceSelector: { matchLabels: { 'noma.dev/metrics-scraper': 'true' } } }],
+        ports: [{ port: 'health', protocol: 'TCP' }],
+      },
+    ]);
+    expect(agent?.ports?.map((p) => p.name)).toEqual(['health']);
+  });
+});
+
+describe('privilege tiers (rbac-tiers.yaml, nodemaintenance-policy.yaml)', () => {
+  type Policy = import('@kubernetes/client-node').V1ValidatingAdmissionPolicy;
+  type Binding = import('@kubernetes/client-node').V1ValidatingAdmissionPolicyBinding;
+  const clusterRoles = deployObjects().filter(
+    (o) => o.kind === 'ClusterRole',
+  ) as unknown as V1ClusterRole[];
+  const role = (name: string) => deployObject('ClusterRole', name) as unknown as V1ClusterRole;
+  const nmVerbs = (rules: V1PolicyRule[] | undefined) =>
+    (rules ?? [])
+      .filter((r) => r.apiGroups?.includes('noma.dev') && r.resources?.includes('nodemaintenances'))
+      .flatMap((r) => r.verbs);
+  /** noma-admin's rules as the aggregation controller fills them in. */
+  const adminRules = () => {
+    const selectors = role('noma-admin').aggregationRule?.clusterRoleSelectors ?? [];
+    return clusterRoles
+      .filter((r) =>
+        selectors.some((s) =>
+          Object.entries(s.matchLabels ?? {}).every(([k, v]) => r.metadata?.labels?.[k] === v),
+        ),
+      )
+      .flatMap((r) => r.rules ?? []);
+  };
+  const tiers = deployObject('ValidatingAdmissionPolicy', 'noma-nodemaintenance-tiers') as Policy;
+  /** The verbs the policy asks the authorizer about. */
+  const checkedVerbs = [
+    ...JSON.stringify(tiers.spec?.validations).matchAll(/check\('([a-z-]+)'\)/g),
+  ].map((m) => m[1]);
+
+  it('asks the authorizer for exec-on-nodes and maintain-control-plane on nodemaintenances', () => {
+    expect(checkedVerbs.sort()).toEqual(['exec-on-nodes', 'maintain-control-plane']);
+    const access = tiers.spec?.variables?.find((v) => v.name === 'access')?.expression;
+    expect(access).toContain("authorizer.group('noma.dev').resource('nodemaintenances')");
+    const rules = tiers.spec?.matchConstraints?.resourceRules ?? [];
+    expect(rules.flatMap((r) => r.resources)).toEqual(['nodemaintenances']);
+    expect(rules.flatMap((r) => r.operations).sort()).toEqual(['CREATE', 'UPDATE']);
+  });
+
+  it('gives noma-operator everything on nodemaintenances but the checked verbs; noma-admin all', () => {
+    const operator = nmVerbs(role('noma-operator').rules);
+    for (const v of ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']) {
+      expect(operator).toContain(v);
+    }
+    for (const v of checkedVerbs) expect(operator).not.toContain(v);
+    expect(operator).not.toContain('*');
+    const admin = nmVerbs(adminRules());
+    for (const v of [...operator, ...checkedVerbs]) expect(admin).toContain(v);
+  });
+
+  it('aggregates into none of the built-in roles (bound per namespace; a maintenance acts on Nodes)', () => {
+    for (const r of clusterRoles.filter((r) => r.metadata?.name?.startsWith('noma-'))) {
+      const labels = Object.keys(r.metadata?.labels ?? {});
+      expect(
+        labels.filter((l) => l.startsWith('rbac.authorization.k8s.io/aggregate-to-')),
+        r.metadata?.name,
+      ).toEqual([]);
+    }
+  });
+
+  it('binds every policy with Deny; the image allow-list to the ConfigMap it ships, empty', () => {
+    const policies = deployObjects().filter((o) => o.kind === 'ValidatingAdmissionPolicy');
+    const bindings = deployObjects().filter(
+      (o) => o.kind === 'ValidatingAdmissionPolicyBinding',
+    ) as unknown as Binding[];
+    for (const p of policies) {
+      const b = bindings.find((b) => b.spec?.policyName === p.metadata.name);
+      expect(b?.spec?.validationActions, p.metadata.name).toEqual(['Deny']);
+      expect((p as Policy).spec?.failurePolicy, p.metadata.name).toBe('Fail');
+    }
+    const images = bindings.find((b) => b.spec?.policyName === 'noma-step-images');
+    const ref = images?.spec?.paramRef;
+    expect(ref?.parameterNotFoundAction).toBe('Allow');
+    const cm = deployObject('ConfigMap', ref?.name ?? '') as ReturnType<typeof deployObject> & {
+      data?: Record<string, string>;
+    };
+    expect(cm.metadata.namespace).toBe(ref?.namespace);
+    expect(cm.data).toEqual({ images: '' });
+    expect(
+      (deployObject('ValidatingAdmissionPolicy', 'noma-step-images') as Policy).spec?.paramKind,
+    ).toEqual({ apiVersion: 'v1', kind: 'ConfigMap' });
+  });
+
+  it("holds the coordinator's ServiceAccount to step pods without Secrets or a token", () => {
+    const pods = deployObject('ValidatingAdmissionPolicy', 'noma-coordinator-step-pods') as Policy;
+    const who = pods.spec?.matchConditions?.map((c) => c.expression).join(' ') ?? '';
+    expect(who).toContain("endsWith(':noma-coordinator')");
+    expect(deployObject('ServiceAccount', 'noma-coordinator').metadata.name).toBe(
+      'noma-coordinator',
+    );
+    const text = JSON.stringify(pods.spec);
+    for (const rule of ['automountServiceAccountToken', 'hostPath', 'secretKeyRef', 'envFrom']) {
+      expect(text).toContain(rule);
+    }
+  });
+});
