@@ -522,6 +522,35 @@ export class AgentLinkServer implements PodSink {
     return this.handlers?.expects(node, id) ?? false;
   }
 
+  /** The hello: the connection speaks for its token's node, and is through its handshake. */
+  private onHello(conn: Conn, msg: MessageOf<'hello'>): void {
+    if (msg.node !== conn.node) {
+      // The token decides the node; an agent naming another one is misconfigured or worse.
+      this.m.rejectedFrames.inc({ code: 'forbidden' });
+      this.sendTo(conn, 'error', {
+        code: 'forbidden',
+        message: `this connection speaks for node ${conn.node}, not ${msg.node}`,
+      });
+      conn.ws.close(CLOSE_PROTOCOL, 'wrong node');
+      return;
+    }
+    conn.hello = msg;
+    clearTimeout(conn.deadline);
+    this.helloed.add(conn.node);
+    conn.lastHeartbeat = new Date();
+    this.sendTo(conn, 'welcome', { node: conn.node, heartbeatMs: this.opts.heartbeatMs });
+    this.log.info(
+      {
+        node: conn.node,
+        version: msg.version,
+        bootID: msg.bootID,
+        actions: msg.actions.length,
+      },
+      'agent connected',
+    );
+    this.handlers?.onHello(conn.node, msg);
+  }
+
   private onFrame(conn: Conn, data: Buffer | string): void {
     const decoded = decodeFrame(data, AGENT_SENDS, this.opts.maxFrameBytes ?? MAX_FRAME_BYTES);
     if (!decoded.ok) {
@@ -542,31 +571,7 @@ export class AgentLinkServer implements PodSink {
     }
     switch (msg.type) {
       case 'hello':
-        if (msg.node !== conn.node) {
-          // The token decides the node; an agent naming another one is misconfigured or worse.
-          this.m.rejectedFrames.inc({ code: 'forbidden' });
-          this.sendTo(conn, 'error', {
-            code: 'forbidden',
-            message: `this connection speaks for node ${conn.node}, not ${msg.node}`,
-          });
-          conn.ws.close(CLOSE_PROTOCOL, 'wrong node');
-          return;
-        }
-        conn.hello = msg;
-        clearTimeout(conn.deadline);
-        this.helloed.add(conn.node);
-        conn.lastHeartbeat = new Date();
-        this.sendTo(conn, 'welcome', { node: conn.node, heartbeatMs: this.opts.heartbeatMs });
-        this.log.info(
-          {
-            node: conn.node,
-            version: msg.version,
-            bootID: msg.bootID,
-            actions: msg.actions.length,
-          },
-          'agent connected',
-        );
-        this.handlers?.onHello(conn.node, msg);
+        this.onHello(conn, msg);
         return;
       case 'heartbeat':
         conn.lastHeartbeat = new Date();
