@@ -1,11 +1,15 @@
 // The one place that classifies errors from the Kubernetes API (and the connection to it), for
 // the coordinator, the agent and the CLI alike: whether to try again, and what the error was.
 
-/** The HTTP status of an API error (client-node puts it in `code`), if it has one. */
+/**
+ * The HTTP status of an API error, if it has one: client-node's API calls put it in `code`, its
+ * Watch in `statusCode`.
+ */
 export const statusCode = (err: unknown): number | undefined => {
   if (typeof err !== 'object' || err === null) return undefined;
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
+  const { code, statusCode: watchCode } = err as { code?: unknown; statusCode?: unknown };
+  if (typeof code === 'number') return code;
+  return typeof watchCode === 'number' ? watchCode : undefined;
 };
 
 export const isNotFound = (err: unknown): boolean => statusCode(err) === 404;

@@ -193,6 +193,7 @@ describe('kube errors', () => {
   it('reads the status code only from a number', () => {
     expect(statusCode(apiError(404))).toBe(404);
     expect(statusCode({ code: 'ENOENT' })).toBeUndefined();
+    expect(statusCode({ statusCode: 410 })).toBe(410); // client-node's Watch
     expect(statusCode(null)).toBeUndefined();
     expect(isConnectionError(apiError(500))).toBe(false);
   });
