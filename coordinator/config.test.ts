@@ -52,6 +52,19 @@ describe('coordinator config', () => {
     expect(() => parseConfig(argv, {})).toThrow(flag);
   });
 
+  it.each([
+    [[], {}, 'hardware.tier'],
+    [['--tier-label', 'example.com/tier'], {}, 'example.com/tier'],
+    [[], { NOMA_TIER_LABEL: '' }, ''],
+  ])('takes the tier label key of %j (env %j): %j', (argv, env, expected) => {
+    const c = parseConfig(argv, env);
+    expect(c === 'help' ? c : c.tierLabel).toBe(expected);
+  });
+
+  it('rejects a --tier-label that is no label key', () => {
+    expect(() => parseConfig(['--tier-label', 'Bad Key'], {})).toThrow('--tier-label');
+  });
+
   it('answers --help, and the help text names every flag it parses', () => {
     expect(parseConfig(['--help'], {})).toBe('help');
     for (const flag of [

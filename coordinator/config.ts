@@ -2,6 +2,8 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../shared/duration.js';
+import { DEFAULT_RULES } from '../agent/labels/rules.js';
+import { labelKeyError } from '../shared/labels.js';
 import { parseSelector } from './downtime/selector.js';
 
 export interface ObjectRef {
@@ -67,6 +69,8 @@ export interface CoordinatorConfig {
   readonly stuckAfterMs: number;
   /** /metrics and /agents need a token allowed to get them (shared/endpoint-auth.ts). */
   readonly endpointAuth: boolean;
+  /** The agents' tier label key (their rules' tier.label), for /metrics; '' = tiers off. */
+  readonly tierLabel: string;
 }
 
 export const HELP = `noma coordinator: carries out NodeMaintenance resources.
@@ -152,6 +156,10 @@ usage: node dist/coordinator/main.js [flags]
   --stuck-after <d>                 a node of a maintenance that has not changed phase this long
                                     (waits the spec asked for aside) is Stuck (default 2h;
                                     $NOMA_STUCK_AFTER)
+  --tier-label <key>                the tier label key of the agents' label rules (tier.label),
+                                    for noma_nodes{tier} and noma_nodes_missing_labels ("" when
+                                    the rules have no tiers; default hardware.tier;
+                                    $NOMA_TIER_LABEL)
   --log-level <level>               trace|debug|info|warn|error (default info, or $NOMA_LOG_LEVEL)
   -h, --help                        this text
 `;
@@ -236,6 +244,7 @@ export function parseConfig(
         'degraded-gpu-node-selector': { type: 'string' },
         'stuck-after': { type: 'string' },
         'endpoint-auth': { type: 'string' },
+        'tier-label': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -369,7 +378,16 @@ export function parseConfig(
       2 * 3_600_000,
     ),
     endpointAuth: onOff('endpoint-auth', values['endpoint-auth'] ?? env['NOMA_ENDPOINT_AUTH']),
+    tierLabel: tierLabel(values['tier-label'] ?? env['NOMA_TIER_LABEL']),
   };
+}
+
+/** A label key, or '' (tiers off); the default is the built-in rules' (agent/labels/rules.ts). */
+function tierLabel(text: string | undefined): string {
+  if (text === undefined) return DEFAULT_RULES.tier.label;
+  const err = text === '' ? undefined : labelKeyError(text);
+  if (err !== undefined) throw new ConfigError(`--tier-label: ${err}, got ${JSON.stringify(text)}`);
+  return text;
 }
 
 /** on (the default) or off. */

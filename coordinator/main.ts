@@ -62,8 +62,8 @@ async function main(config: CoordinatorConfig): Promise<void> {
     dispatcher?: ActionDispatcher;
     downtime?: DowntimeWatch;
     gpuHealth?: GpuHealthTainter;
+    nodeCache?: ReturnType<typeof kubeNodeCache>;
   } = {};
-  const metrics = createMetrics(() => running.controller);
   const elector = new LeaderElector({
     kc,
     log: log.child({ component: 'leader' }),
@@ -73,6 +73,14 @@ async function main(config: CoordinatorConfig): Promise<void> {
     leaseDurationMs: config.leaseDurationMs,
     renewDeadlineMs: Math.floor((config.leaseDurationMs * 2) / 3),
     retryPeriodMs: Math.max(250, Math.floor(config.leaseDurationMs / 5)),
+  });
+  // Fleet gauges come from the leader's Node cache and link only (coordinator/metrics.ts).
+  const metrics = createMetrics(() => running.controller, {
+    isLeader: () => elector.isLeader,
+    identity: config.identity,
+    nodes: () => running.nodeCache,
+    link: () => running.link,
+    tierLabel: config.tierLabel,
   });
   // /metrics and /agents: a token allowed to get them, as kube-rbac-proxy checks one; the
   // probes stay open (shared/health-server.ts).
@@ -286,6 +294,7 @@ async function main(config: CoordinatorConfig): Promise<void> {
   const notifier = webhookNotifier({ url: config.notifyWebhookUrl });
   // One Node informer for the controller and the downtime watch.
   const nodeCache = kubeNodeCache(kc, log.child({ component: 'node-cache' }));
+  running.nodeCache = nodeCache;
   const controller = new Controller({
     kc,
     nodeCache,

@@ -21,6 +21,8 @@ export async function startCoordinator(
   fromDist = false,
   /** On top of this process's environment (e.g. the downward API's POD_IP). */
   env: Record<string, string> = {},
+  /** Resolve once it leads (the default), or once its HTTP port listens (a standby). */
+  until: 'leading' | 'listening' = 'leading',
 ): Promise<CoordinatorProcess> {
   const entry = fromDist
     ? ['dist/coordinator/main.js']
@@ -58,7 +60,7 @@ export async function startCoordinator(
   proc.stdout.on('data', onData);
   proc.stderr.on('data', onData);
   const deadline = Date.now() + timeoutMs;
-  while (seen.port === undefined || seen.leading !== true) {
+  while (seen.port === undefined || (until === 'leading' && seen.leading !== true)) {
     if (proc.exitCode !== null) {
       throw new Error(`coordinator exited with ${proc.exitCode}:\n${logs.join('\n')}`);
     }
