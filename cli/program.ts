@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../shared/version.js';
 import { completionCommand } from './completion/command.js';
+import { dashboardCommand } from './dashboard/command.js';
 import { UsageError, UsageErrors } from './errors.js';
 import { initCommand } from './init/command.js';
 import type { CliIO } from './io.js';
@@ -61,6 +62,7 @@ Run '${bin} <command> --help' for a command's flags and examples.
     initCommand(io, bin),
     nodesWithSubcommands(io, bin, setExit),
     statusCommand(io, bin, setExit),
+    dashboardCommand(io, bin, setExit),
     pauseCommand(io, bin, setExit),
     resumeCommand(io, bin, setExit),
     restoreCommand(io, bin, setExit),
