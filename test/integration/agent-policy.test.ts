@@ -130,7 +130,22 @@ beforeAll(async () => {
   await simNode(own);
   await simNode(other);
   agentApi = kubeConfigWithToken(await agentToken(own), 'noma-agent').makeApiClient(CoreV1Api);
-});
+  // On a fresh API server the policies and their params take a moment to be in effect.
+  await waitFor(
+    'the label-key policy in effect',
+    () =>
+      agentApi
+        .patchNode(
+          { name: own, body: { metadata: { labels: { 'noma-probe': 'x' } } } },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        )
+        .then(
+          () => false,
+          (err: unknown) => (err as { code?: number }).code === 403,
+        ),
+    120_000,
+  );
+}, 180_000);
 
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();

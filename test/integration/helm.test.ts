@@ -30,7 +30,7 @@ import { CHART_DIR, CHART_FILES, chartFilePath, sourcePath } from '../../tools/h
 import { startAgent, type AgentProcess } from '../support/agent-process.js';
 import { agentPortFrom } from '../support/link.js';
 import { startCoordinator, type CoordinatorProcess } from '../support/coordinator-process.js';
-import { DEPLOY_DIR } from '../support/deploy.js';
+import { applyObjects, DEPLOY_DIR, deployObjects, isWorkload } from '../support/deploy.js';
 import { container, GPU } from '../support/drain-fixtures.js';
 import { mintToken, writeTokenKubeconfig } from '../support/identity.js';
 import {
@@ -64,6 +64,17 @@ let helm = '';
 
 beforeAll(async () => {
   helm = await ensureHelm();
+  // What the chart is checked against and installed beside: deploy/'s namespace, CRD and
+  // cluster-wide objects (another test file may not have applied them yet on a fresh cluster).
+  await applyObjects(
+    adminKubeConfig(),
+    // Not the agent's label-key params: agent-policy.test.ts changes them for a while.
+    deployObjects().filter(
+      (o) =>
+        !isWorkload(o) && !(o.kind === 'ConfigMap' && o.metadata.name === 'noma-agent-label-keys'),
+    ),
+    'noma-helm-test',
+  );
 }, 20 * 60_000);
 
 /** `helm template` of the chart, parsed. */

@@ -99,7 +99,11 @@ async function setAllowList(images: string): Promise<void> {
 beforeAll(async () => {
   await applyObjects(
     admin,
-    deployObjects().filter((o) => !isWorkload(o)),
+    // Not the agent's label-key params: agent-policy.test.ts changes them for a while.
+    deployObjects().filter(
+      (o) =>
+        !isWorkload(o) && !(o.kind === 'ConfigMap' && o.metadata.name === 'noma-agent-label-keys'),
+    ),
     'noma-privilege-tiers-test',
   );
   ns = await createNamespace('tiers');
@@ -287,11 +291,16 @@ describe('the image allow-list (deploy/ noma-step-images, params from a ConfigMa
 
   it('refuses an image outside a non-empty list, naming the image and the rule; allows those in it', async () => {
     await setAllowList('# tools\nregistry.example.com/tools/*\nbusybox:1.36, alpine:3.20\n');
-    await waitFor('the allow-list in effect', () =>
-      refusal(adm().create(uniqueName('probe'), spec(imageRun('busybox:latest')))).then(
-        (r) => r.code === 403,
-        () => false,
-      ),
+    // A fresh API server takes a while to bring a new binding and its params into effect.
+    await waitFor(
+      'the allow-list in effect',
+      () =>
+        refusal(adm().create(uniqueName('probe'), spec(imageRun('busybox:latest')))).then(
+          (r) => r.code === 403,
+          () => false,
+        ),
+      120_000,
+      500,
     );
     for (const image of ['busybox:latest', 'registry.example.com/tools-evil/x:1', 'alpine']) {
       const { code, body } = await refusal(adm().create(uniqueName('img'), spec(imageRun(image))));
@@ -308,7 +317,7 @@ describe('the image allow-list (deploy/ noma-step-images, params from a ConfigMa
     ]) {
       await adm().create(uniqueName('img-ok'), spec(actions));
     }
-  });
+  }, 180_000);
 
   it('allows any image while the list is empty', async () => {
     await setAllowList('');
