@@ -112,7 +112,14 @@ const guarded = (n: V1Node) => ({
   annotations: n.metadata?.annotations,
   ownerReferences: n.metadata?.ownerReferences,
   finalizers: n.metadata?.finalizers,
-  spec: n.spec,
+  // The node lifecycle controller's own taints (node.kubernetes.io/not-ready while a fresh
+  // simulated node turns Ready) come and go on their own: not the agent's doing.
+  spec: {
+    unschedulable: n.spec?.unschedulable,
+    podCIDR: n.spec?.podCIDR,
+    providerID: n.spec?.providerID,
+    taints: n.spec?.taints?.filter((t) => !t.key.startsWith('node.kubernetes.io/')) ?? [],
+  },
 });
 
 /** Applies a ConfigMap as deploy/'s params (same field manager as the other tests). */
