@@ -476,10 +476,14 @@ describe('coordinator', () => {
     // Each node was notified exactly once although the coordinator died three times.
     expect(posts()).toBe(2);
     const events = await eventsFor('kill');
-    for (const reason of ['Cordoned', 'Drained', 'NodeSucceeded']) {
+    // Cordoned and Drained are written with the next group of changes (docs/state-machine.md,
+    // "status first"): a kill in between redoes that idempotent step, and says so again once.
+    // A finished node is written at once, and never finishes twice.
+    const most = { Cordoned: 2, Drained: 2, NodeSucceeded: 1 };
+    for (const [reason, max] of Object.entries(most)) {
       for (const n of names) {
         const count = events.filter((e) => e.reason === reason && e.message?.startsWith(n)).length;
-        expect(count, `${reason} ${n}`).toBeLessThanOrEqual(1);
+        expect(count, `${reason} ${n}`).toBeLessThanOrEqual(max);
       }
     }
   });
