@@ -7,6 +7,7 @@
 // NOMA_UPDATE_SCREENSHOT=1 the second one also replaces docs/dashboard.png. The time from a
 // change in the cluster (the test's own watch sees it) to the page drawing it is printed as
 // `DASHBOARD latency_ms=…`.
+import { createGuardedPod } from '../support/drain-fixtures.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -119,33 +120,15 @@ async function simNodes(): Promise<void> {
   }
 }
 
-/** A GPU pod on the node that a PDB (minAvailable 1) keeps from being evicted. */
-async function guardedPod(name: string, on: string): Promise<void> {
-  await core.createNamespacedPod({
+/** A trainer on all 8 GPUs of `on` that a PDB (minAvailable 1) keeps from being evicted. */
+const guardedPod = (name: string, on: string) =>
+  createGuardedPod(kc, {
     namespace: ns.name,
-    body: {
-      metadata: { name, labels: { app: name } },
-      spec: {
-        nodeName: on,
-        terminationGracePeriodSeconds: 1,
-        containers: [
-          {
-            name: 'main',
-            image: 'registry.invalid/trainer:1',
-            resources: { limits: { 'nvidia.com/gpu': '8' } },
-          },
-        ],
-      },
-    },
+    name,
+    node: on,
+    image: 'registry.invalid/trainer:1',
+    gpus: 8,
   });
-  await policy.createNamespacedPodDisruptionBudget({
-    namespace: ns.name,
-    body: {
-      metadata: { name },
-      spec: { minAvailable: 1, selector: { matchLabels: { app: name } } },
-    },
-  });
-}
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {

@@ -7,12 +7,13 @@
 // `promtool test rules` (promtool built from the Prometheus Go module, tools/promtool) pass; the
 // dashboard's metric names are all there too. A
 // standby of the same Lease shows noma_leader 0 and none of the fleet.
+import { createGuardedPod } from '../support/drain-fixtures.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, PolicyV1Api } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
 import { AGENT_LINK_PATH, encode } from '../../shared/protocol.js';
@@ -58,7 +59,6 @@ import {
 
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
-const policy = kc.makeApiClient(PolicyV1Api);
 /** The downtime watch and the GPU taint look at this run's nodes only: the cluster is shared. */
 const SCOPE_LABEL = 'noma.dev/test-monitoring';
 const SCOPE = uniqueName('mon');
@@ -166,32 +166,8 @@ async function gpuAgent(node: string): Promise<AgentProcess> {
 }
 
 /** A GPU pod on `node` that a PDB (minAvailable 1) keeps from being evicted. */
-async function guardedPod(name: string, node: string): Promise<void> {
-  await core.createNamespacedPod({
-    namespace: ns.name,
-    body: {
-      metadata: { name, labels: { app: name } },
-      spec: {
-        nodeName: node,
-        terminationGracePeriodSeconds: 1,
-        containers: [
-          {
-            name: 'main',
-            image: 'registry.invalid/app:1',
-            resources: { limits: { 'nvidia.com/gpu': '1' } },
-          },
-        ],
-      },
-    },
-  });
-  await policy.createNamespacedPodDisruptionBudget({
-    namespace: ns.name,
-    body: {
-      metadata: { name },
-      spec: { minAvailable: 1, selector: { matchLabels: { app: name } } },
-    },
-  });
-}
+const guardedPod = (name: string, node: string) =>
+  createGuardedPod(kc, { namespace: ns.name, name, node });
 
 async function createMaintenance(name: string, spec: Record<string, unknown>): Promise<void> {
   const nm = maintenances(kc, ns.name);

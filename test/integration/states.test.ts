@@ -3,7 +3,8 @@
 // annotation following the node's phase, the per-phase histogram) and Stuck nodes
 // (--stuck-after). Drains are blocked by real PodDisruptionBudgets; the step that never ends is
 // an image-based Run whose pod KWOK starts and nobody ends.
-import { CoreV1Api, PolicyV1Api, type CoreV1Event, type V1Node } from '@kubernetes/client-node';
+import { createGuardedPod } from '../support/drain-fixtures.js';
+import { CoreV1Api, type CoreV1Event, type V1Node } from '@kubernetes/client-node';
 import {
   afterAll,
   afterEach,
@@ -41,7 +42,6 @@ const ISO_SECONDS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
-const policy = kc.makeApiClient(PolicyV1Api);
 let ns: Awaited<ReturnType<typeof createNamespace>>;
 let coordinator: CoordinatorProcess;
 let webhook: WebhookRecorder;
@@ -111,32 +111,8 @@ async function nodesRecorder(group: string): Promise<NodeRecorder> {
 }
 
 /** A GPU pod on `node` that a PDB (minAvailable 1) keeps from being evicted. */
-async function guardedPod(name: string, node: string): Promise<void> {
-  await core.createNamespacedPod({
-    namespace: ns.name,
-    body: {
-      metadata: { name, labels: { app: name } },
-      spec: {
-        nodeName: node,
-        terminationGracePeriodSeconds: 1,
-        containers: [
-          {
-            name: 'main',
-            image: 'registry.invalid/app:1',
-            resources: { limits: { 'nvidia.com/gpu': '1' } },
-          },
-        ],
-      },
-    },
-  });
-  await policy.createNamespacedPodDisruptionBudget({
-    namespace: ns.name,
-    body: {
-      metadata: { name },
-      spec: { minAvailable: 1, selector: { matchLabels: { app: name } } },
-    },
-  });
-}
+const guardedPod = (name: string, node: string) =>
+  createGuardedPod(kc, { namespace: ns.name, name, node });
 
 /** The claim's phases as the Node's versions showed them, repeats folded; '-' for none. */
 function claimPhases(rec: NodeRecorder, node: string): string[] {

@@ -196,3 +196,38 @@ export function podName(p: V1Pod): string {
 export function uidsOf(pods: readonly V1Pod[]): Set<string> {
   return new Set(pods.map((p) => p.metadata?.uid ?? ''));
 }
+
+/**
+ * A bare pod with `gpus` GPUs on `node` that a PodDisruptionBudget (minAvailable 1) keeps from
+ * being evicted: a drain blocks on it until the PDB goes or allows it.
+ */
+export async function createGuardedPod(
+  kc: KubeConfig,
+  at: { namespace: string; name: string; node: string; image?: string; gpus?: number },
+): Promise<void> {
+  const { namespace, name } = at;
+  await kc.makeApiClient(CoreV1Api).createNamespacedPod({
+    namespace,
+    body: {
+      metadata: { name, labels: { app: name } },
+      spec: {
+        nodeName: at.node,
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'main',
+            image: at.image ?? 'registry.invalid/app:1',
+            resources: { limits: { [GPU]: String(at.gpus ?? 1) } },
+          },
+        ],
+      },
+    },
+  });
+  await kc.makeApiClient(PolicyV1Api).createNamespacedPodDisruptionBudget({
+    namespace,
+    body: {
+      metadata: { name },
+      spec: { minAvailable: 1, selector: { matchLabels: { app: name } } },
+    },
+  });
+}
